@@ -1,0 +1,67 @@
+# Copyright: hypervisor.firewall contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Documentation shared by every module of hypervisor.firewall."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """Shared options (common), attributes of changing modules (common.attributes) and of
+    read-only modules (common.info_attributes)."""
+
+    DOCUMENTATION = r"""
+options:
+  config_dir:
+    description:
+      - Directory of the host store that holds the firewall definitions.
+      - It contains C(filters/) (nwfilter XML documents), C(bindings/) (filters bound to guest
+        interfaces) and C(networks/) (virtual networks).
+      - On hosts that share one filesystem, for example several network namespaces on one
+        machine, give each host its own directory.
+    type: path
+    default: /etc/hypervisor-firewall
+  lock_file:
+    description:
+      - File locked with C(flock) across read, plan and apply, so that two writers on one host
+        never interleave.
+      - Hosts that share one filesystem need one lock file each.
+    type: path
+    default: /run/lock/hypervisor-firewall.lock
+  lock_timeout:
+    description:
+      - Seconds to wait for O(lock_file).
+      - The task fails when the lock is still held after this many seconds.
+    type: int
+    default: 30
+"""
+
+    ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    description: Computes the plan without changing the kernel or the store; C(changed) is computed
+      the same way as in a real run.
+    support: full
+  diff_mode:
+    description: Returns the before and after text of the chains the collection owns, one entry
+      per tool and table.
+    support: full
+  platform:
+    description: Runs on Linux hypervisors with the iptables, ip6tables and ebtables tools.
+    support: full
+    platforms: linux
+"""
+
+    INFO_ATTRIBUTES = r"""
+attributes:
+  check_mode:
+    description: Reads only, so it runs unchanged in check mode.
+    support: full
+  diff_mode:
+    description: Changes nothing, so there is no diff to return.
+    support: N/A
+  platform:
+    description: Runs on Linux hypervisors with the iptables, ip6tables and ebtables tools.
+    support: full
+    platforms: linux
+"""

@@ -1,0 +1,8 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host paths shared by the modules and the re-apply command (no imports: safe everywhere)."""
+
+DEFAULT_CONFIG_DIR = "/etc/hypervisor-firewall"
+DEFAULT_LOCK_FILE = "/run/lock/hypervisor-firewall.lock"
+LIBVIRT_BINDING_DIR = "/run/libvirt/nwfilter-binding"

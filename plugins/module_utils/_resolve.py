@@ -1,0 +1,403 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The filter graph: cycle checks, dependants, and instantiating a binding into rule instances.
+
+Instantiation follows libvirt's nwfilter driver:
+
+* depth-first flattening of the ``<filterref>`` tree in document order; at each reference the
+  child sees the reference's own parameters overlaid by the caller's variables (the caller wins);
+* a rule is expanded once per combination of the list values it references: accesses sharing an
+  iterator id (plain ``$NAME`` is iterator 0) walk their lists in step, different ids combine,
+  ``$NAME[n]`` picks one element; a combination whose values were already seen for that iterator
+  is skipped;
+* rules are sorted root chain first, then by rule priority (stable, so ties keep depth-first
+  document order); afterwards a non-root rule whose priority is below its chain's priority is
+  raised to it (libvirt does this after sorting, so the order does not change).
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from typing import Dict, List, Mapping, Tuple
+
+from ._errors import FilterXMLError, ResolveError, VariableError
+from ._model import Binding, Filter, FilterRef, Instantiation, ResolvedMatch, Rule, RuleInstance
+from . import _schema
+
+MAX_INSTANCES = 100000
+
+Variables = Dict[str, Tuple[str, ...]]
+
+
+# ---------------------------------------------------------------------------------------------
+# graph queries
+
+
+def _cycle_error(path):
+    text = " -> ".join("'%s'" % name for name in path)
+    return ResolveError(
+        "filter %s forms a reference cycle: remove one of these references" % text, cycle=list(path)
+    )
+
+
+def find_cycle(filters: Mapping[str, Filter], candidate: Filter) -> None:
+    """Raise ResolveError if defining ``candidate`` (replacing its namesake) closes a cycle.
+
+    Like libvirt, follow the existing definitions from the candidate and fail when the candidate's
+    own name is reached; references to filters not defined yet are allowed.
+    """
+    target = candidate.name
+    no_way_back = set()
+
+    def walk(flt, path):
+        for ref in flt.references:
+            if ref == target:
+                raise _cycle_error(path + [target])
+            child = filters.get(ref)
+            if child is None or ref in no_way_back or ref in path:
+                continue
+            walk(child, path + [ref])
+            no_way_back.add(ref)
+
+    walk(candidate, [target])
+
+
+def _reaches(filters, start, goal, memo):
+    """True when the tree of ``start`` uses ``goal``; memo holds answers already known."""
+    if start in memo:
+        return memo[start]
+    memo[start] = False  # guards against cycles left in an inconsistent store
+    flt = filters.get(start)
+    found = flt is not None and any(ref == goal or _reaches(filters, ref, goal, memo) for ref in flt.references)
+    memo[start] = found
+    return found
+
+
+def dependants(filters: Mapping[str, Filter], name: str) -> List[str]:
+    """Sorted names of the filters whose tree (transitively) references ``name``."""
+    memo = {}
+    return sorted(other for other in filters if other != name and _reaches(filters, other, name, memo))
+
+
+def tree(filters: Mapping[str, Filter], name: str, _path=()) -> dict:
+    """``{name, references: [...]}`` for display; unknown filters get ``missing: True``."""
+    flt = filters.get(name)
+    if flt is None:
+        return {"name": name, "missing": True, "references": []}
+    if name in _path:
+        return {"name": name, "cycle": True, "references": []}
+    return {"name": name, "references": [tree(filters, ref, _path + (name,)) for ref in flt.references]}
+
+
+# ---------------------------------------------------------------------------------------------
+# variables
+
+
+def variables_from(parameters) -> Variables:
+    """(name, value) pairs to a variable map; a repeated name makes a list, in order.
+
+    A value may also be a list or tuple (an empty one is kept, and refused when used).
+    """
+    result: Dict[str, list] = {}
+    for name, value in parameters:
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        result.setdefault(name, []).extend(str(v) for v in values)
+    return {name: tuple(values) for name, values in result.items()}
+
+
+def _access(value):
+    """(name, index, iterator) when ``value`` is a variable reference, else None."""
+    ref = _schema.parse_var_ref(value)
+    if ref is None:
+        return None
+    name, index, iterator = ref
+    if index is not None:
+        return (name, int(index), None)
+    return (name, None, int(iterator or 0))
+
+
+def _rule_accesses(rule: Rule):
+    """The rule's distinct variable accesses in document order (libvirt's varAccess order)."""
+    seen = []
+    for match in rule.matches:
+        for _key, raw in match.attrs:
+            acc = _access(raw)
+            if acc is not None and acc not in seen:
+                seen.append(acc)
+    return seen
+
+
+def _show(acc):
+    name, index, iterator = acc
+    if index is not None:
+        return "$%s[%d]" % (name, index)
+    return "$%s" % name if iterator == 0 else "$%s[@%d]" % (name, iterator)
+
+
+def _problem(acc, variables):
+    name, index, _iterator = acc
+    values = variables.get(name)
+    if values is None:
+        return "variable %s has no value" % name
+    if not values:
+        return "variable %s is an empty list" % name
+    if index is not None and index >= len(values):
+        return "%s is out of range: %s has %d value(s)" % (_show(acc), name, len(values))
+    return None
+
+
+def _check_variables(flat, portdev):
+    """Report every unusable variable of the tree at once, as libvirt does before instantiating."""
+    problems, names = [], set()
+    for flt, rule, variables in flat:
+        for acc in _rule_accesses(rule):
+            text = _problem(acc, variables)
+            if text and "filter '%s': %s" % (flt.name, text) not in problems:
+                problems.append("filter '%s': %s" % (flt.name, text))
+                names.add(acc[0])
+    if not problems:
+        return
+    if "IP" in names:
+        hint = "this collection does not learn IP addresses: pass IP (repeat it for a list)"
+    else:
+        hint = "pass %s" % ", ".join(sorted(names))
+    raise VariableError(
+        "cannot instantiate the filters of '%s': %s. Fix: %s in the binding parameters, and give "
+        "every indexed list enough values" % (portdev, "; ".join(problems), hint),
+        portdev=portdev,
+        variables=sorted(names),
+        problems=problems,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# flattening
+
+
+def _suggest(name, filters):
+    close = difflib.get_close_matches(name, list(filters), n=1)
+    return " (did you mean '%s'?)" % close[0] if close else ""
+
+
+def _unknown(name, referrer, filters):
+    return ResolveError(
+        "%s references unknown filter '%s'%s: define that filter first or fix the reference"
+        % (referrer, name, _suggest(name, filters)),
+        filter=name,
+        referrer=referrer,
+    )
+
+
+def _flatten(filters, flt, variables, path, out, used):
+    """Append (filter, rule, variables) for every rule of ``flt``'s tree, depth first."""
+    used.add(flt.name)
+    for entry in flt.entries:
+        if isinstance(entry, FilterRef):
+            if entry.filter in path:
+                raise _cycle_error(list(path) + [entry.filter])
+            child = filters.get(entry.filter)
+            if child is None:
+                raise _unknown(entry.filter, "filter '%s'" % flt.name, filters)
+            child_vars = variables_from(entry.parameters)
+            child_vars.update(variables)  # the caller's variables win
+            _flatten(filters, child, child_vars, path + (entry.filter,), out, used)
+        else:
+            out.append((flt, entry, variables))
+
+
+# ---------------------------------------------------------------------------------------------
+# expanding one rule
+
+
+def _groups(accesses, variables, filter_name):
+    """Iterator groups in libvirt's order: iterator 0 first, then by first use.
+
+    Each group is (accesses, positions): positions are the list indexes it takes, skipping a
+    position whose values repeat an earlier position of the same group.
+    """
+    order: List[Tuple] = [("iter", 0)]
+    members: Dict[Tuple, list] = {("iter", 0): []}
+    for acc in accesses:
+        key = ("elem", acc) if acc[1] is not None else ("iter", acc[2])
+        if key not in members:
+            order.append(key)
+            members[key] = []
+        members[key].append(acc)
+    return [(members[key], _positions(key, members[key], variables, filter_name)) for key in order]
+
+
+def _positions(key, accs, variables, filter_name):
+    if key[0] == "elem":
+        return [key[1][1]]
+    if not accs:
+        return [0]
+    lengths = {acc[0]: len(variables[acc[0]]) for acc in accs}
+    if len(set(lengths.values())) > 1:
+        sizes = ", ".join("%s=%d" % item for item in sorted(lengths.items()))
+        raise VariableError(
+            "filter '%s' walks lists %s in step but they differ in length (%s): give them the "
+            "same number of values or use different iterators ($NAME[@1], $NAME[@2])"
+            % (filter_name, ", ".join(_show(a) for a in accs), sizes),
+            filter=filter_name,
+        )
+    seen, positions = set(), []
+    for pos in range(next(iter(lengths.values()))):
+        values = tuple(variables[acc[0]][pos] for acc in accs)
+        if values not in seen:
+            seen.add(values)
+            positions.append(pos)
+    return positions
+
+
+def _combinations(groups):
+    """Position tuples with the first group varying fastest, as libvirt's iterator does."""
+    for combo in itertools.product(*[g[1] for g in reversed(groups)]):
+        yield tuple(reversed(combo))
+
+
+def _count(groups):
+    total = 1
+    for _accs, positions in groups:
+        total *= len(positions)
+    return total
+
+
+class _Canon:
+    """canonical_value with a cache and errors that name the filter (and the variable)."""
+
+    def __init__(self):
+        self.cache = {}
+
+    def __call__(self, flt, protocol, attr, value, acc):
+        key = (protocol, attr, value)
+        if key not in self.cache:
+            try:
+                self.cache[key] = _schema.canonical_value(protocol, attr, value)
+            except FilterXMLError as exc:
+                if acc is None:
+                    raise ResolveError(
+                        "filter '%s': %s" % (flt.name, exc.msg), filter=flt.name, attribute=attr
+                    ) from None
+                raise VariableError(
+                    "filter '%s': %s = %r is not a valid %s %s: %s"
+                    % (flt.name, _show(acc), value, protocol, attr, exc.msg),
+                    filter=flt.name,
+                    variable=acc[0],
+                    value=value,
+                ) from None
+        return self.cache[key]
+
+
+def _expand(flt, rule, variables, chain_priority, canon):
+    accesses = _rule_accesses(rule)
+    groups = _groups(accesses, variables, flt.name)
+    slot = {}
+    for number, (accs, _positions) in enumerate(groups):
+        for acc in accs:
+            slot[acc] = number
+    if _count(groups) > MAX_INSTANCES:
+        raise _explosion(flt.name, _count(groups))
+    for combo in _combinations(groups):
+        matches = []
+        for match in rule.matches:
+            attrs = []
+            for key, raw in match.attrs:
+                acc = _access(raw)
+                value = raw if acc is None else variables[acc[0]][acc[1] if acc[1] is not None else combo[slot[acc]]]
+                attrs.append((key, canon(flt, match.protocol, key, value, acc)))
+            matches.append(ResolvedMatch(protocol=match.protocol, attrs=tuple(attrs), negate=match.negate))
+        yield RuleInstance(
+            filter_name=flt.name,
+            chain=flt.chain,
+            chain_priority=chain_priority,
+            priority=rule.priority,
+            action=rule.action,
+            direction=rule.direction,
+            statematch=rule.statematch,
+            matches=tuple(matches),
+        )
+
+
+def _explosion(name, count):
+    return ResolveError(
+        "filter '%s' expands to %d rule instances, more than the limit of %d: shorten the value "
+        "lists or walk them in step (same iterator) instead of combining them" % (name, count, MAX_INSTANCES),
+        filter=name,
+        limit=MAX_INSTANCES,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# instantiation
+
+
+def _sorted(instances):
+    """libvirt's order: root first, then rule priority (stable); then the chain-priority raise."""
+    ordered = sorted(instances, key=lambda ri: (ri.chain != "root", ri.priority))
+    return tuple(
+        ri if ri.chain == "root" or ri.chain_priority <= ri.priority else _with_priority(ri, ri.chain_priority)
+        for ri in ordered
+    )
+
+
+def _with_priority(ri, priority):
+    return RuleInstance(
+        filter_name=ri.filter_name,
+        chain=ri.chain,
+        chain_priority=ri.chain_priority,
+        priority=priority,
+        action=ri.action,
+        direction=ri.direction,
+        statematch=ri.statematch,
+        matches=ri.matches,
+    )
+
+
+def _is_ethernet(ri):
+    """A rule ebtables handles (a match-all rule too); only these make libvirt create a chain."""
+    return ri.protocol is None or _schema.is_l2(ri.protocol)
+
+
+def _subchains(rules):
+    """Non-root chains holding ebtables rules, by chain priority then first appearance.
+
+    When filters share a suffix with different priorities, the last rule in order decides, as
+    libvirt's hash update does.
+    """
+    first: Dict[str, int] = {}
+    prio: Dict[str, int] = {}
+    for number, ri in enumerate(rules):
+        if ri.chain != "root" and _is_ethernet(ri):
+            first.setdefault(ri.chain, number)
+            prio[ri.chain] = ri.chain_priority
+    return tuple((name, prio[name]) for name in sorted(first, key=lambda n: (prio[n], first[n])))
+
+
+def instantiate(binding: Binding, filters: Mapping[str, Filter]) -> Instantiation:
+    """Flatten the binding's filter tree into ordered, concrete rule instances."""
+    root = filters.get(binding.filter)
+    if root is None:
+        raise _unknown(binding.filter, "the binding of '%s'" % binding.portdev, filters)
+    variables = variables_from(binding.parameters)
+    variables.setdefault("MAC", (binding.mac,))
+    flat: list = []
+    used: set = set()
+    _flatten(filters, root, variables, (root.name,), flat, used)
+    _check_variables(flat, binding.portdev)
+    canon = _Canon()
+    instances: List[RuleInstance] = []
+    for flt, rule, rule_vars in flat:
+        chain_priority = _schema.chain_priority(flt.chain, flt.priority)
+        instances.extend(_expand(flt, rule, rule_vars, chain_priority, canon))
+        if len(instances) > MAX_INSTANCES:
+            raise _explosion(binding.filter, len(instances))
+    rules = _sorted(instances)
+    return Instantiation(
+        portdev=binding.portdev,
+        mac=binding.mac,
+        rules=rules,
+        subchains=_subchains(rules),
+        filters_used=frozenset(used),
+    )

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place that runs commands: the *-save / *-restore tools, and the host lock.
+
+``prefix`` runs every tool through a wrapper (``ip netns exec NS``): that is how tests and the
+namespace lab reach a "host".  Binaries are resolved to absolute paths up front, so a missing
+tool is reported before anything changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import time
+
+from ._errors import ApplyError, LockError, ToolMissingError
+from ._ruleset import TOOLS
+
+# what to install, by tool key; the names `iptables-save` etc. follow the host's alternatives
+PACKAGES = {
+    "eb": "'ebtables' (Debian/Ubuntu) or 'iptables-ebtables' (Fedora/RHEL)",
+    "ip4": "'iptables' (Debian/Ubuntu) or 'iptables-nft' (Fedora/RHEL)",
+    "ip6": "'iptables' (Debian/Ubuntu) or 'iptables-nft' (Fedora/RHEL)",
+}
+# ebtables-restore takes no -w; iptables-legacy needs it to wait for the xtables lock
+_RESTORE_OPTS = {"eb": ["--noflush"], "ip4": ["--noflush", "-w", "10"], "ip6": ["--noflush", "-w", "10"]}
+
+
+class Runner:
+    """Runs the xtables tools, optionally through a command prefix and a restricted PATH."""
+
+    def __init__(self, prefix=(), path=None, timeout=120):
+        self.prefix = list(prefix)
+        self.path = path
+        self.timeout = timeout
+        self.warnings = []
+        self._resolved = {}
+
+    def run(self, argv, data=None):
+        """(rc, stdout, stderr) of argv run without a shell, with data on stdin."""
+        env = dict(os.environ, LC_ALL="C")
+        try:
+            proc = subprocess.run(
+                self.prefix + list(argv), input=data, capture_output=True, text=True, env=env,
+                timeout=self.timeout, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ApplyError("%s did not finish within %ss" % (" ".join(argv), self.timeout), argv=list(argv))
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def _binary(self, name, tool):
+        if name not in self._resolved:
+            found = shutil.which(name, path=self.path)
+            if found is None:
+                raise ToolMissingError(
+                    "%s is not installed (not found in PATH): install the package %s" % (name, PACKAGES[tool]),
+                    binary=name,
+                    package=PACKAGES[tool],
+                )
+            self._resolved[name] = found
+        return self._resolved[name]
+
+    def which(self, tool):
+        """Check that the save and restore binaries of a tool exist; ToolMissingError otherwise."""
+        return [self._binary(name, tool) for name in TOOLS[tool]]
+
+    def save(self, tool):
+        save_bin = self._binary(TOOLS[tool][0], tool)
+        rc, out, err = self.run([save_bin])
+        if rc != 0:
+            raise ApplyError("%s failed (rc %d): %s" % (TOOLS[tool][0], rc, err.strip()), rc=rc, stderr=err)
+        # e.g. "# Warning: iptables-legacy tables present": our chains may live in the other variant
+        for line in err.splitlines():
+            note = line.lstrip("# ").strip()
+            if "Warning" in note and note not in self.warnings:
+                self.warnings.append(note)
+        return out
+
+    def restore(self, tool, payload):
+        """(rc, stdout, stderr) of ``*-restore --noflush`` fed with payload."""
+        restore_bin = self._binary(TOOLS[tool][1], tool)
+        return self.run([restore_bin] + _RESTORE_OPTS[tool], data=payload)
+
+
+@contextlib.contextmanager
+def host_lock(path, timeout=60.0):
+    """Exclusive flock on path, held across read, plan and apply (nft variants take no lock)."""
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockError(
+                        "could not take the lock %s within %ss: another run holds it; wait for it or "
+                        "raise the lock timeout" % (path, timeout),
+                        path=path,
+                    )
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+class HostRunner(Runner):
+    """A Runner that also answers questions about the host it runs on."""
+
+    def list_devices(self):
+        """Network devices of the host (through the prefix, so a namespace sees its own)."""
+        rc, out, err = self.run(["ip", "-o", "link", "show"])
+        if rc != 0:
+            raise ApplyError("ip link show failed (rc %d): %s" % (rc, err.strip()), rc=rc, stderr=err)
+        devices = set()
+        for line in out.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) >= 2:
+                devices.add(parts[1].strip().split("@", 1)[0])
+        return devices
+
+    def libvirt_bound_devices(self, binding_dir):
+        """Devices whose filters libvirtd's own nwfilter driver applies (its binding files)."""
+        return {name[:-4] for name in _listdir(binding_dir) if name.endswith(".xml")}
+
+    def bridge_nf_disabled(self):
+        """Which of the bridge-netfilter sysctls are 0 (iptables would never see bridged frames)."""
+        off = []
+        for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
+            rc, out, _err = self.run(["cat", "/proc/sys/net/bridge/" + key])
+            if rc == 0 and out.strip() == "0":
+                off.append("net.bridge." + key)
+        return off

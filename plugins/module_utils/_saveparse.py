@@ -1,0 +1,206 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn ``ebtables-save`` / ``iptables-save`` / ``ip6tables-save`` text into the part we own.
+
+Everything else in the dump (foreign chains, the admin's rules, built-in policies) stays opaque:
+it is read only to find where our jump rules ("hooks") stand inside the built-in chains.
+Rule text is normalised (counters dropped, whitespace outside quotes collapsed) so that the
+compiler's output, written in the tool's printed form, compares equal to what the tool prints.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from ._errors import SaveParseError
+from ._names import device_of_chain, is_owned_chain
+from ._ruleset import TOOLS, Chain, Ruleset, TableState, is_builtin_chain
+
+_COUNTERS = re.compile(r"^\[\d+:\d+\]$")
+_DECL = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[\d+:\d+\])?\s*$")
+_TABLE = re.compile(r"^\*([a-z]+)\s*$")
+# counters written inside a rule: iptables-restore's `-c P B`, old ebtables-save's trailing `-c P B`
+_INLINE_COUNTER_OPTS = ("-c", "--set-counters")
+_JUMP_OPTS = ("-j", "--jump", "-g", "--goto")
+
+# (tool, table, built-in chain) -> absolute 1-based positions of our hooks, parallel to
+# TableState.hooks_of(built-in chain)
+HookPositions = Dict[Tuple[str, str, str], Tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What this host store owns: network chains or not, and NICs that belong to someone else."""
+
+    manage_networks: bool = True
+    foreign_devices: frozenset = frozenset()
+
+
+@dataclass
+class _Table:
+    name: str
+    policies: Dict[str, str] = field(default_factory=dict)  # declaration order kept
+    rules: List[Tuple[str, str]] = field(default_factory=list)  # (chain, normalised rule text)
+    closed: bool = False
+
+
+def tokenize(text, lineno=0):
+    """Split a rule on whitespace outside double quotes; quoted tokens keep their raw form."""
+    tokens, cur, in_quote, escaped, started = [], [], False, False, False
+    for char in text:
+        if escaped:
+            cur.append(char)
+            escaped = False
+        elif char == "\\":
+            cur.append(char)
+            escaped = in_quote
+        elif char == '"':
+            cur.append(char)
+            in_quote = not in_quote
+            started = True
+        elif char.isspace() and not in_quote:
+            if started:
+                tokens.append("".join(cur))
+                cur, started = [], False
+        else:
+            cur.append(char)
+            started = True
+    if in_quote:
+        raise SaveParseError("line %d: unterminated quote in %r" % (lineno, text), line=lineno)
+    if started:
+        tokens.append("".join(cur))
+    return tokens
+
+
+def _strip_inline_counters(tokens):
+    out, i = [], 0
+    while i < len(tokens):
+        if tokens[i] in _INLINE_COUNTER_OPTS and _is_counter_pair(tokens[i + 1:i + 3]):
+            i += 3
+            continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
+def _is_counter_pair(pair):
+    return len(pair) == 2 and all(p.isdigit() for p in pair)
+
+
+def jump_target(rule):
+    """The chain a rule jumps or goes to (``-j``/``-g``), or None."""
+    tokens = tokenize(rule)
+    for opt, value in zip(tokens, tokens[1:]):
+        if opt in _JUMP_OPTS:
+            return value
+    return None
+
+
+def _parse_rule(line, lineno):
+    tokens = tokenize(line, lineno)
+    if tokens and _COUNTERS.match(tokens[0]):
+        tokens = tokens[1:]
+    if len(tokens) < 2 or tokens[0] not in ("-A", "--append"):
+        raise SaveParseError("line %d: expected '-A CHAIN ...', got %r" % (lineno, line), line=lineno)
+    return tokens[1], " ".join(_strip_inline_counters(tokens[2:]))
+
+
+def _garbage(tool, lineno, line, why):
+    return SaveParseError(
+        "%s output, line %d: %s: %r (is this the output of the right *-save tool?)" % (TOOLS[tool][0], lineno, why, line),
+        line=lineno,
+        text=line,
+    )
+
+
+def _parse_tables(tool, text):
+    """Every table of a dump, in order.  ebtables-save writes no COMMIT; iptables-save does."""
+    tables: List[_Table] = []
+    cur = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _TABLE.match(line)
+        if match:
+            if cur is not None and not cur.closed and tool != "eb":
+                raise _garbage(tool, lineno, line, "table %r has no COMMIT" % cur.name)
+            if any(t.name == match.group(1) for t in tables):
+                raise _garbage(tool, lineno, line, "table printed twice")
+            cur = _Table(match.group(1))
+            tables.append(cur)
+            continue
+        if cur is None or cur.closed:
+            raise _garbage(tool, lineno, line, "content outside a '*table' section")
+        if line == "COMMIT":
+            cur.closed = True
+        elif line.startswith(":"):
+            decl = _DECL.match(line)
+            if not decl:
+                raise _garbage(tool, lineno, line, "bad chain declaration")
+            cur.policies[decl.group(1)] = decl.group(2)
+        else:
+            chain, rule = _parse_rule(line, lineno)
+            # built-in chains always exist; render_table() leaves their declarations out
+            if chain not in cur.policies and not is_builtin_chain(tool, cur.name, chain):
+                raise _garbage(tool, lineno, line, "rule in undeclared chain %r" % chain)
+            cur.rules.append((chain, rule))
+    if cur is not None and not cur.closed and tool != "eb":
+        raise SaveParseError("%s output ends inside table %r (truncated?)" % (TOOLS[tool][0], cur.name), table=cur.name)
+    return tables
+
+
+def _ours(tool, table, chain, scope):
+    if is_builtin_chain(tool, table, chain) or not is_owned_chain(tool, table, chain, scope.manage_networks):
+        return False
+    return device_of_chain(chain) not in scope.foreign_devices
+
+
+def _owned_state(tool, parsed, scope, positions):
+    owned = [c for c in parsed.policies if _ours(tool, parsed.name, c, scope)]
+    rules = {c: [] for c in owned}
+    hooks, seen = [], {}
+    for chain, rule in parsed.rules:
+        if chain in rules:
+            rules[chain].append(rule)
+        elif is_builtin_chain(tool, parsed.name, chain):
+            seen[chain] = seen.get(chain, 0) + 1
+            if jump_target(rule) in rules:
+                hooks.append((chain, rule))
+                key = (tool, parsed.name, chain)
+                positions[key] = positions.get(key, ()) + (seen[chain],)
+    chains = {
+        c: Chain(c, tuple(rules[c]), parsed.policies[c] if tool == "eb" else "-") for c in owned
+    }
+    return TableState(tool, parsed.name, chains, tuple(hooks))
+
+
+def parse_live(tool, text, scope=Scope()):
+    """(owned Ruleset, HookPositions) of one tool's dump.  Tables without owned content are left out."""
+    if tool not in ("eb", "ip4", "ip6"):
+        raise ValueError("unknown tool %r" % tool)
+    ruleset: Ruleset = {}
+    positions: HookPositions = {}
+    for parsed in _parse_tables(tool, text):
+        state = _owned_state(tool, parsed, scope, positions)
+        if not state.is_empty():
+            ruleset[(tool, parsed.name)] = state
+    return ruleset, positions
+
+
+def parse_save(tool, text, scope=Scope()):
+    """The owned part of one tool's dump as a Ruleset keyed by (tool, table)."""
+    return parse_live(tool, text, scope)[0]
+
+
+def builtin_policies(tool, text):
+    """{(table, chain): policy} of every built-in chain in the dump."""
+    return {
+        (t.name, chain): policy
+        for t in _parse_tables(tool, text)
+        for chain, policy in t.policies.items()
+        if is_builtin_chain(tool, t.name, chain)
+    }

@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: guest_nic_filter
+short_description: Bind network filters to guest NICs and apply them atomically
+version_added: "0.1.0"
+description:
+  - Binds a network filter (see M(hypervisor.firewall.nwfilter)) to a guest NIC (the tap device on
+    the hypervisor, its MAC and the filter's parameters such as C(IP)) and compiles it into the
+    ebtables, iptables and ip6tables chains libvirt's nwfilter driver would build, with libvirt's
+    chain names.
+  - All given bindings are applied together: one C(*-restore --noflush) transaction per tool, rolled
+    back across tools if any fails, then read back and verified.
+  - Only chains this collection owns are read, compared and written; everything else is left as it is.
+  - Bindings are stored in O(config_dir) in libvirt's C(<filterbinding>) format so the host can
+    re-apply them without the controller.
+options:
+  portdev:
+    description: The tap device of the guest NIC (libvirt's C(<target dev=...>)), e.g. C(vnet0).
+    type: str
+  mac:
+    description: The guest NIC's MAC address; it fills the C(MAC) variable unless O(parameters) sets it.
+    type: str
+  filter:
+    description: Name of the filter to bind.
+    type: str
+  parameters:
+    description:
+      - Filter variables, name to value or list of values, e.g. C(IP) (this collection does not learn
+        addresses, so filters that use C($IP) need it here).
+    type: dict
+  binding_xml:
+    description: A libvirt C(<filterbinding>) document, as C(virsh nwfilter-binding-dumpxml) prints it.
+    type: str
+  bindings:
+    description: Several bindings in one transaction; each item takes the options above.
+    type: list
+    elements: dict
+    suboptions:
+      portdev: {description: Tap device., type: str}
+      mac: {description: Guest MAC., type: str}
+      filter: {description: Filter name., type: str}
+      parameters: {description: Filter variables., type: dict}
+      binding_xml: {description: A libvirt C(<filterbinding>) document., type: str}
+  state:
+    description:
+      - V(present) binds, V(absent) unbinds (only O(portdev) is needed).
+      - V(rendered) returns in RV(rendered) the exact restore payloads for a host that holds none of our
+        chains, without touching the host (no root needed); filters are read from O(config_dir).
+      - V(gathered) returns every stored binding with its live chains and packet counters.
+    type: str
+    choices: [present, absent, rendered, gathered]
+    default: present
+  exclusive:
+    description:
+      - With V(true), every stored binding not named in this call is removed (store and kernel).
+        NICs whose filters libvirtd applies are never touched.
+    type: bool
+    default: false
+  takeover:
+    description:
+      - Replace libvirtd's own nwfilter rules for a NIC that has a binding under
+        C(/run/libvirt/nwfilter-binding/). Without it such a NIC is refused.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - hypervisor.firewall.common
+  - hypervisor.firewall.common.attributes
+notes:
+  - iptables and ip6tables rules see bridged traffic only when the sysctls
+    C(net.bridge.bridge-nf-call-iptables) and C(net.bridge.bridge-nf-call-ip6tables) are 1; the module
+    warns when they are 0. Turning them on sends every bridge's traffic through FORWARD.
+  - A binding for a device that does not exist is stored with a warning and gets no rules, so a
+    guest that later receives that device name never inherits another guest's rules.
+  - Device names must match C(^[A-Za-z0-9_.-]{1,15}$); C(vnet+) would be an iptables wildcard.
+seealso:
+  - module: hypervisor.firewall.nwfilter
+  - module: hypervisor.firewall.virt_network_fw
+author:
+  - hypervisor.firewall contributors
+"""
+
+EXAMPLES = r"""
+- name: Protect a guest NIC with clean-traffic
+  hypervisor.firewall.guest_nic_filter:
+    portdev: vnet0
+    mac: "52:54:00:6b:3c:58"
+    filter: clean-traffic
+    parameters:
+      IP: 192.168.122.10
+
+- name: All guests of a host in one transaction; drop every other binding
+  hypervisor.firewall.guest_nic_filter:
+    bindings: "{{ hypervisor_guest_nics }}"
+    exclusive: true
+
+- name: Show what would be loaded, without a hypervisor
+  hypervisor.firewall.guest_nic_filter:
+    portdev: vnet0
+    mac: "52:54:00:6b:3c:58"
+    filter: clean-traffic
+    parameters: {IP: [192.168.122.10, 192.168.122.11]}
+    state: rendered
+  register: payloads
+"""
+
+RETURN = r"""
+bindings:
+  description: Every binding stored on the host after the change.
+  returned: when state is present or absent
+  type: list
+  elements: dict
+rebuilt_devices:
+  description: NICs whose chains were (or in check mode would be) rewritten.
+  returned: when state is present or absent
+  type: list
+  elements: str
+rendered:
+  description: Restore payloads by tool (C(ebtables), C(iptables), C(ip6tables)).
+  returned: when state is rendered
+  type: dict
+gathered:
+  description: Stored bindings with their live chains (rule text and packet counters).
+  returned: when state is gathered
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils._module import (
+    check_libraries,
+    common_argument_spec,
+    fail_on_engine_error,
+)
+
+BINDING_OPTIONS = dict(
+    portdev=dict(type="str"),
+    mac=dict(type="str"),
+    filter=dict(type="str"),
+    parameters=dict(type="dict"),
+    binding_xml=dict(type="str"),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=common_argument_spec(
+            bindings=dict(type="list", elements="dict", options=BINDING_OPTIONS),
+            state=dict(type="str", choices=["present", "absent", "rendered", "gathered"], default="present"),
+            exclusive=dict(type="bool", default=False),
+            takeover=dict(type="bool", default=False),
+            **BINDING_OPTIONS
+        ),
+        mutually_exclusive=[("binding_xml", "portdev")],
+        supports_check_mode=True,
+    )
+    check_libraries(module)
+    from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
+
+    try:
+        result = _actions.guest_nic_filter(module.params, module.check_mode)
+    except EngineError as exc:
+        fail_on_engine_error(module, exc)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nwfilter
+short_description: Define, redefine and undefine libvirt network filters on a hypervisor
+version_added: "0.1.0"
+description:
+  - Manages one network filter in libvirt's nwfilter language (C(<filter>) XML, as
+    C(virsh nwfilter-dumpxml) prints it) or in an equivalent YAML form.
+  - Filters are kept in the host store (O(config_dir)), one canonical XML file per filter.
+  - Redefining a filter rebuilds, in one transaction per tool, the netfilter chains of every guest
+    NIC whose filter tree uses it; if any NIC cannot be rebuilt, nothing changes.
+    The diff shows the filter XML and every chain the redefinition rewrites.
+  - A filter keeps its uuid across redefinitions; a name/uuid conflict is an error.
+    Reference cycles are refused with the cycle path. References to filters that are not defined
+    yet are allowed until a NIC binding needs them.
+options:
+  name:
+    description:
+      - Name of the filter. Required with O(state=absent); with O(xml) or O(definition) it must
+        match the name given there, if any.
+    type: str
+  xml:
+    description:
+      - The filter as libvirt XML. Mutually exclusive with O(definition).
+    type: str
+  definition:
+    description:
+      - The filter in YAML form, the same shape M(hypervisor.firewall.nwfilter_info) returns.
+        Mutually exclusive with O(xml).
+    type: dict
+  strict:
+    description:
+      - libvirt ignores unknown elements and attributes and turns a bad rule priority into 500.
+        With V(false) this module does the same and warns; with V(true) those are errors.
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) defines or redefines the filter; V(absent) removes it. Removal is refused while
+        another filter references it or a NIC binding uses it.
+    type: str
+    choices: [present, absent]
+    default: present
+extends_documentation_fragment:
+  - hypervisor.firewall.common
+  - hypervisor.firewall.common.attributes
+notes:
+  - Run on the hypervisor as root when bindings exist (their chains are rebuilt).
+seealso:
+  - module: hypervisor.firewall.nwfilter_info
+  - module: hypervisor.firewall.guest_nic_filter
+  - module: hypervisor.firewall.virt_network_fw
+author:
+  - hypervisor.firewall contributors
+"""
+
+EXAMPLES = r"""
+- name: Block outgoing SMTP from guests that use clean-traffic
+  hypervisor.firewall.nwfilter:
+    xml: |
+      <filter name='no-spamming' chain='root'>
+        <rule action='drop' direction='out' priority='500'>
+          <tcp dstportstart='25'/>
+        </rule>
+      </filter>
+
+- name: The same filter written in YAML
+  hypervisor.firewall.nwfilter:
+    definition:
+      name: no-spamming
+      chain: root
+      entries:
+        - rule:
+            action: drop
+            direction: out
+            matches:
+              - protocol: tcp
+                attrs:
+                  dstportstart: 25
+
+- name: Remove it
+  hypervisor.firewall.nwfilter:
+    name: no-spamming
+    state: absent
+"""
+
+RETURN = r"""
+filter:
+  description: The filter as stored, in YAML form (absent after removal).
+  returned: success and state is present
+  type: dict
+uuid:
+  description: The filter's uuid.
+  returned: success and state is present
+  type: str
+  sample: 6ff2f6a4-9b0e-4f55-9a0f-5c1e8a7d9d41
+xml:
+  description: The canonical XML stored for the filter.
+  returned: success and state is present
+  type: str
+rebuilt_devices:
+  description: Guest NICs whose chains the change rewrote (or would rewrite in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [vnet0, vnet3]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils._module import (
+    check_libraries,
+    common_argument_spec,
+    fail_on_engine_error,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=common_argument_spec(
+            name=dict(type="str"),
+            xml=dict(type="str"),
+            definition=dict(type="dict"),
+            strict=dict(type="bool", default=False),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        mutually_exclusive=[("xml", "definition")],
+        required_if=[("state", "present", ("xml", "definition"), True), ("state", "absent", ("name",))],
+        supports_check_mode=True,
+    )
+    check_libraries(module)
+    from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
+
+    try:
+        result = _actions.nwfilter(module.params, module.check_mode)
+    except EngineError as exc:
+        fail_on_engine_error(module, exc)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: virt_network_fw
+short_description: Manage the firewall rules around a libvirt virtual network's bridge
+version_added: "0.1.0"
+description:
+  - Declares the iptables/ip6tables rules libvirt's virtual network driver (5.1 and later) puts around
+    a bridge network, in its private chains C(LIBVIRT_INP), C(LIBVIRT_OUT), C(LIBVIRT_FWX),
+    C(LIBVIRT_FWI), C(LIBVIRT_FWO) (filter table) and C(LIBVIRT_PRT) (nat and mangle tables).
+  - Modes C(isolated), C(nat), C(route) and C(open) behave as libvirt's do. Several networks coexist;
+    removing one leaves the others and everything not owned by this collection untouched.
+  - The network is stored in O(config_dir) as libvirt C(<network>) XML so the host can re-apply it.
+  - Once a network is managed on a host, the C(LIBVIRT_*) chains belong to this collection; do not let
+    libvirtd's network driver manage the same host's firewall at the same time.
+options:
+  name:
+    description: Name of the network. Defaults to the bridge name.
+    type: str
+  bridge:
+    description: The bridge device, e.g. C(virbr0).
+    type: str
+  mode:
+    description: Forward mode.
+    type: str
+    choices: [isolated, nat, route, open]
+    default: nat
+  ipv4:
+    description: The bridge's IPv4 address with prefix, e.g. C(192.168.122.1/24).
+    type: str
+  ipv6:
+    description: The bridge's IPv6 address with prefix, e.g. C(fd00:122::1/64).
+    type: str
+  forward_dev:
+    description: Only forward through this uplink device (libvirt's C(<forward dev=...>)).
+    type: str
+  dhcp:
+    description: Accept DHCP (and DHCPv6) from guests to the host.
+    type: bool
+    default: true
+  dns:
+    description: Accept DNS from guests to the host.
+    type: bool
+    default: true
+  tftp:
+    description: Accept TFTP from guests to the host.
+    type: bool
+    default: false
+  nat_ports:
+    description: Source port range for masqueraded tcp/udp traffic, C([start, end]).
+    type: list
+    elements: int
+    default: [1024, 65535]
+  nat_address:
+    description: SNAT to this address range instead of masquerading, C([start, end]) (end optional).
+    type: list
+    elements: str
+  nat_ipv6:
+    description: Masquerade IPv6 too; otherwise IPv6 is routed.
+    type: bool
+    default: false
+  network_xml:
+    description: A libvirt C(<network>) document as C(virsh net-dumpxml) prints it; replaces the options above.
+    type: str
+  state:
+    description:
+      - V(present) adds or updates the network's rules; V(absent) removes them.
+      - V(rendered) returns the restore payloads for this network alone without touching the host.
+      - V(gathered) returns the live C(LIBVIRT_*) chains.
+    type: str
+    choices: [present, absent, rendered, gathered]
+    default: present
+extends_documentation_fragment:
+  - hypervisor.firewall.common
+  - hypervisor.firewall.common.attributes
+notes:
+  - nwfilter's chains stand before the network chains in FORWARD. Unlike libvirt, the final accept in
+    C(libvirt-in-post) only matches bridged traffic, so a guest filter never lets routed traffic escape
+    an isolated network.
+  - If firewalld runs, the bridge must also be in firewalld's C(libvirt) zone (C(libvirt-routed) for
+    routed networks); the module warns when firewalld is present.
+seealso:
+  - module: hypervisor.firewall.guest_nic_filter
+author:
+  - hypervisor.firewall contributors
+"""
+
+EXAMPLES = r"""
+- name: The default NAT network
+  hypervisor.firewall.virt_network_fw:
+    bridge: virbr0
+    mode: nat
+    ipv4: 192.168.122.1/24
+
+- name: A routed network with IPv6, only via bond0
+  hypervisor.firewall.virt_network_fw:
+    name: routed
+    bridge: virbr1
+    mode: route
+    ipv4: 10.20.0.1/24
+    ipv6: fd00:20::1/64
+    forward_dev: bond0
+
+- name: Take a network as libvirt defines it
+  hypervisor.firewall.virt_network_fw:
+    network_xml: "{{ lookup('ansible.builtin.file', 'default.xml') }}"
+
+- name: Remove a network's rules
+  hypervisor.firewall.virt_network_fw:
+    name: routed
+    state: absent
+"""
+
+RETURN = r"""
+network:
+  description: The network as stored.
+  returned: when state is present
+  type: dict
+rendered:
+  description: Restore payloads by tool.
+  returned: when state is rendered
+  type: dict
+gathered:
+  description: Live rules of the C(LIBVIRT_*) chains by tool and table.
+  returned: when state is gathered
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils._module import (
+    check_libraries,
+    common_argument_spec,
+    fail_on_engine_error,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=common_argument_spec(
+            name=dict(type="str"),
+            bridge=dict(type="str"),
+            mode=dict(type="str", choices=["isolated", "nat", "route", "open"], default="nat"),
+            ipv4=dict(type="str"),
+            ipv6=dict(type="str"),
+            forward_dev=dict(type="str"),
+            dhcp=dict(type="bool", default=True),
+            dns=dict(type="bool", default=True),
+            tftp=dict(type="bool", default=False),
+            nat_ports=dict(type="list", elements="int", default=[1024, 65535]),
+            nat_address=dict(type="list", elements="str"),
+            nat_ipv6=dict(type="bool", default=False),
+            network_xml=dict(type="str"),
+            state=dict(type="str", choices=["present", "absent", "rendered", "gathered"], default="present"),
+        ),
+        mutually_exclusive=[("network_xml", "bridge")],
+        required_one_of=[("network_xml", "bridge", "name")],
+        supports_check_mode=True,
+    )
+    check_libraries(module)
+    from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
+
+    try:
+        result = _actions.virt_network_fw(module.params, module.check_mode)
+    except EngineError as exc:
+        fail_on_engine_error(module, exc)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
