@@ -183,7 +183,7 @@ def guest_nic_filter(params, check_mode, runner=None):
 
     def mutate(state):
         return _ops.set_bindings(state, bindings, present=state_param == "present",
-                                 exclusive=params.get("exclusive", False)), []
+                                 exclusive=params.get("exclusive", False), check_mode=check_mode), []
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)

@@ -86,5 +86,5 @@ def device_of_chain(name):
     match = re.match(r"^(?:libvirt-[IOJP]-|F[IOJP]-|H[IJ]-)([A-Za-z0-9_.-]+)$", name)
     if match:
         return match.group(1)
-    match = re.match(r"^[IOJP]-([A-Za-z0-9_.-]{1,15})-[A-Za-z0-9_.:-]+$", name)
+    match = re.match(r"^[IOJP]-([A-Za-z0-9_.-]{1,15}?)-(?:mac|vlan|stp|arp|rarp|ipv4|ipv6)[A-Za-z0-9_.:-]*$", name)
     return match.group(1) if match else None

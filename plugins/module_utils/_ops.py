@@ -63,14 +63,18 @@ def undefine_filter(state, name):
     return state.with_changes(filters=filters)
 
 
-def set_bindings(state, bindings, present=True, exclusive=False):
-    """Store the given bindings (or remove them); ``exclusive`` drops every other binding."""
+def set_bindings(state, bindings, present=True, exclusive=False, check_mode=False):
+    """Store the given bindings (or remove them); ``exclusive`` drops every other binding.
+
+    In check mode a filter that is not defined yet is allowed: an earlier task of the same run
+    may define it; the binding is then planned without rules and a warning says so.
+    """
     current = dict(state.bindings)
     named = set()
     for binding in bindings:
         named.add(binding.portdev)
         if present:
-            if binding.filter not in state.filters:
+            if binding.filter not in state.filters and not check_mode:
                 raise ResolveError(
                     "binding of %s uses filter '%s', which is not defined on this host: define it "
                     "first (e.g. with the default_filters role)" % (binding.portdev, binding.filter),

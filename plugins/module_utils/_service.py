@@ -43,7 +43,7 @@ class Outcome:
     changed_chains: List[str] = field(default_factory=list)
 
 
-def build_desired(state: _store.StoreState, devices=None):
+def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=False):
     """Compile the whole desired ruleset from a store state.
 
     ``devices``: names of the network devices present on the host, or None to treat every bound
@@ -60,7 +60,12 @@ def build_desired(state: _store.StoreState, devices=None):
                 % (portdev, portdev)
             )
             continue
-        instantiations.append(_resolve.instantiate(binding, state.filters))
+        try:
+            instantiations.append(_resolve.instantiate(binding, state.filters))
+        except EngineError as exc:
+            if not skip_unresolvable:
+                raise
+            warnings.append("check mode: the rules of %s cannot be computed yet (%s)" % (portdev, exc.msg))
     nics = _compile_xt.compile_nics(instantiations)
     networks = _netfw.compile_networks([state.networks[name] for name in sorted(state.networks)])
     # nwfilter's FORWARD jumps first, then the networks' (see docs/design.md: ordering)
@@ -89,9 +94,10 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
     with host_lock(lock_file, lock_timeout):
         before = _store.load_store(config_dir)
         after, warnings = mutate(before)
-        check_bindings_resolve(after)
+        if not check_mode:
+            check_bindings_resolve(after)
         foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir))
-        desired, build_warnings = build_desired(after, runner.list_devices())
+        desired, build_warnings = build_desired(after, runner.list_devices(), skip_unresolvable=check_mode)
         scope = Scope(manage_networks=after.manage_networks, foreign_devices=foreign)
         if any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
             for sysctl in runner.bridge_nf_disabled():
