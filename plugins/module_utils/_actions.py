@@ -149,11 +149,16 @@ def _canonical_mac(mac, portdev):
         )
 
 
-def collect_bindings(params):
+def collect_bindings(params, portdev_only=False):
+    """Bindings named by the call; for removal only their devices matter."""
     items = list(params.get("bindings") or [])
     if params.get("portdev") or params.get("binding_xml"):
         items.append({k: params.get(k) for k in ("portdev", "mac", "filter", "parameters", "binding_xml")})
-    bindings = [binding_from_params(item) for item in items]
+    if portdev_only:
+        bindings = [Binding(portdev=_names.check_device(item.get("portdev"), "portdev"), mac="", filter="")
+                    for item in items]
+    else:
+        bindings = [binding_from_params(item) for item in items]
     seen = set()
     for binding in bindings:
         if binding.portdev in seen:
@@ -164,8 +169,8 @@ def collect_bindings(params):
 
 
 def guest_nic_filter(params, check_mode, runner=None):
-    bindings = collect_bindings(params)
     state_param = params["state"]
+    bindings = collect_bindings(params, portdev_only=state_param == "absent")
     if state_param == "rendered":
         return render_bindings(params, bindings)
     runner = runner or Runner()

@@ -16,7 +16,7 @@ description:
     the hypervisor, its MAC and the filter's parameters such as C(IP)) and compiles it into the
     ebtables, iptables and ip6tables chains libvirt's nwfilter driver would build, with libvirt's
     chain names.
-  - All given bindings are applied together: one C(*-restore --noflush) transaction per tool, rolled
+  - All given bindings are applied together, with one C(*-restore --noflush) transaction per tool, rolled
     back across tools if any fails, then read back and verified.
   - Only chains this collection owns are read, compared and written; everything else is left as it is.
   - Bindings are stored in O(config_dir) in libvirt's C(<filterbinding>) format so the host can
