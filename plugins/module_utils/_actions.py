@@ -9,6 +9,8 @@ fail_json; everything else is testable without Ansible by faking the Runner.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ._errors import FilterXMLError, StoreError
 from . import _filterxml
 from . import _names
@@ -35,6 +37,7 @@ def _base_result(outcome):
         diff=outcome.diff,
         warnings=outcome.warnings,
         rebuilt_devices=sorted(changed_devices(outcome)),
+        changed_chains=list(outcome.changed_chains),
     )
 
 
@@ -152,7 +155,7 @@ def _canonical_mac(mac, portdev):
 def collect_bindings(params, portdev_only=False):
     """Bindings named by the call; for removal only their devices matter."""
     items = list(params.get("bindings") or [])
-    if params.get("portdev") or params.get("binding_xml"):
+    if params.get("portdev") is not None or params.get("binding_xml"):
         items.append({k: params.get(k) for k in ("portdev", "mac", "filter", "parameters", "binding_xml")})
     if portdev_only:
         bindings = [Binding(portdev=_names.check_device(item.get("portdev"), "portdev"), mac="", filter="")
@@ -226,12 +229,51 @@ def gather_bindings(params, runner):
 
 # ---------------------------------------------------------------- virt_network_fw
 
-def virt_network_fw(params, check_mode, runner=None):
+def network_from_module(params):
+    """The Network a present/rendered call describes: ``network_xml``, or the options with
+    ``name`` defaulting to the bridge (libvirt's own default network is named after nothing else)."""
     if params.get("network_xml"):
         network = _netfw.parse_network_xml(params["network_xml"])
-    else:
-        network = _netfw.network_from_params(params)
+        if params.get("name") and params["name"] != network.name:
+            raise FilterXMLError("name %r does not match the network XML's name %r: use the same name in both"
+                                 % (params["name"], network.name), network=network.name)
+        return network
+    if not params.get("bridge"):
+        raise FilterXMLError("network %r: state %s needs bridge (or network_xml): name the bridge device"
+                             % (params.get("name"), params.get("state")), network=params.get("name"))
+    options = {f.name: params.get(f.name) for f in dataclasses.fields(_netfw.Network)}
+    options["name"] = options["name"] or options["bridge"]
+    return _netfw.network_from_params(options)
+
+
+def network_name_to_remove(params, state):
+    """Name of the stored network an absent call means: ``name``, else the owner of ``bridge``."""
+    if params.get("network_xml"):
+        return _netfw.parse_network_xml(params["network_xml"]).name
+    if params.get("name"):
+        return params["name"]
+    owners = [n.name for n in state.networks.values() if n.bridge == params.get("bridge")]
+    return owners[0] if owners else params.get("bridge")
+
+
+def network_dict(network):
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(network).items()}
+
+
+def firewalld_warning(network):
+    zone = _netfw.firewalld_zone_for(network)
+    if zone is None:
+        return ("firewalld is running: network %r (mode open) gets no rules from us, so firewalld's zone for %s "
+                "alone decides its traffic" % (network.name, network.bridge))
+    return ("firewalld is running: put bridge %s in firewalld's '%s' zone (firewall-cmd --permanent "
+            "--zone=%s --change-interface=%s), or firewalld's own rules may block network %r"
+            % (network.bridge, zone, zone, network.bridge, network.name))
+
+
+def virt_network_fw(params, check_mode, runner=None):
     state_param = params["state"]
+    network = network_from_module(params) if state_param in ("present", "rendered") else None
     if state_param == "rendered":
         desired = _netfw.compile_networks([network])
         return dict(changed=False, rendered=_service.render_payloads(desired))
@@ -241,9 +283,13 @@ def virt_network_fw(params, check_mode, runner=None):
         return dict(changed=False, gathered=_service.gather(runner, state)["networks"])
 
     def mutate(state):
-        return _ops.set_network(state, network, present=state_param == "present"), []
+        if network is None:
+            return _ops.remove_network(state, network_name_to_remove(params, state)), []
+        return _ops.set_network(state, network), []
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)
-    result["network"] = _netfw.network_to_dict(network) if state_param == "present" else None
+    result["network"] = network_dict(network) if network is not None else None
+    if network is not None and runner.firewalld_running():
+        result["warnings"].append(firewalld_warning(network))
     return result

@@ -105,7 +105,8 @@ def _join(tokens: List[str]) -> str:
     for token in tokens:
         if not token or _WS.search(token):
             raise ResolveError(
-                "value %r cannot be used in a firewall rule: it is empty or contains whitespace" % token,
+                "value %r cannot be used in a firewall rule: it is empty or contains whitespace; remove the "
+                "whitespace" % token,
                 token=token,
             )
     return " ".join(tokens)

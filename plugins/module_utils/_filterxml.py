@@ -81,7 +81,7 @@ def _parse_document(text, root_tag):
     else:
         raise FilterXMLError("XML document must be text, got %s" % type(text).__name__)
     if len(data) > MAX_XML_BYTES:
-        raise FilterXMLError("XML document is %d bytes, more than the limit of %d"
+        raise FilterXMLError("XML document is %d bytes, more than the limit of %d: split it"
                              % (len(data), MAX_XML_BYTES))
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise FilterXMLError("XML document contains a DOCTYPE or ENTITY declaration; "
@@ -92,7 +92,7 @@ def _parse_document(text, root_tag):
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise FilterXMLError("malformed XML: %s" % exc) from None
+        raise FilterXMLError("malformed XML: %s: fix the document" % exc) from None
     if root.getroottree().docinfo.doctype:
         raise FilterXMLError("XML document contains a DOCTYPE; remove it")
     if root.tag != root_tag:
@@ -139,7 +139,7 @@ def _filter_head(name, chain, priority, notes):
                              filter=name)
     number = int(text)
     if not _schema.MIN_PRIORITY <= number <= _schema.MAX_PRIORITY:
-        raise FilterXMLError("%s: chain priority %d is outside [-1000, 1000]" % (where, number),
+        raise FilterXMLError("%s: chain priority %d is outside [-1000, 1000]: use a value in that range" % (where, number),
                              filter=name)
     if chain is None:
         notes.note("%s: priority %d ignored because the filter has no chain attribute "
@@ -244,7 +244,7 @@ def _build_rule(fields, elements, where, notes):
                              % (where, direction, ", ".join(DIRECTIONS)))
     matches = []
     for tag, match_raw, pairs in elements:
-        if tag not in _schema.PROTOCOLS:
+        if not isinstance(tag, str) or tag not in _schema.PROTOCOLS:
             notes.note("%s: unknown element <%s> ignored" % (where, tag))
             continue
         if matches and tag != matches[0].protocol:

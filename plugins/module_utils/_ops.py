@@ -94,7 +94,7 @@ def set_network(state, network, present=True):
     for other in networks.values():
         if other.name != network.name and other.bridge == network.bridge and present:
             raise StoreError(
-                "bridge %s already belongs to network '%s': one network per bridge"
+                "bridge %s already belongs to network '%s': one network per bridge; use another bridge or remove that network"
                 % (network.bridge, other.name),
                 network=network.name,
             )
@@ -102,4 +102,14 @@ def set_network(state, network, present=True):
         networks[network.name] = network
     else:
         networks.pop(network.name, None)
+    return state.with_changes(networks=networks, manage_networks=True)
+
+
+def remove_network(state, name):
+    """Forget a network.  Removing one that is not stored changes nothing: in particular it does not
+    make this store claim the host's LIBVIRT_* chains (libvirt's own network driver may own them)."""
+    if name not in state.networks:
+        return state
+    networks = dict(state.networks)
+    del networks[name]
     return state.with_changes(networks=networks, manage_networks=True)

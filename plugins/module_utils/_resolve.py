@@ -281,8 +281,8 @@ class _Canon:
                         "filter '%s': %s" % (flt.name, exc.msg), filter=flt.name, attribute=attr
                     ) from None
                 raise VariableError(
-                    "filter '%s': %s = %r is not a valid %s %s: %s"
-                    % (flt.name, _show(acc), value, protocol, attr, exc.msg),
+                    "filter '%s': %s = %r is not a valid %s %s: %s (set %s to a valid value)"
+                    % (flt.name, _show(acc), value, protocol, attr, exc.msg, acc[0]),
                     filter=flt.name,
                     variable=acc[0],
                     value=value,

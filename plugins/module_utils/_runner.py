@@ -85,6 +85,17 @@ class Runner:
         restore_bin = self._binary(TOOLS[tool][1], tool)
         return self.run([restore_bin] + _RESTORE_OPTS[tool], data=payload)
 
+    def start_monitor(self):
+        """A running ``nft monitor`` (Popen, one line per ruleset event on stdout), or None when nft
+        is not installed.  Only a hint to look sooner: the caller still compares the *-save output."""
+        nft = shutil.which("nft", path=self.path)
+        if nft is None:
+            return None
+        return subprocess.Popen(
+            self.prefix + [nft, "monitor"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=dict(os.environ, LC_ALL="C"),
+        )
+
 
 @contextlib.contextmanager
 def host_lock(path, timeout=60.0):
@@ -137,6 +148,14 @@ class HostRunner(Runner):
     def libvirt_bound_devices(self, binding_dir):
         """Devices whose filters libvirtd's own nwfilter driver applies (its binding files)."""
         return {name[:-4] for name in _listdir(binding_dir) if name.endswith(".xml")}
+
+    def firewalld_running(self):
+        """True when ``firewall-cmd --state`` says firewalld runs; False when it is not installed."""
+        found = shutil.which("firewall-cmd", path=self.path)
+        if found is None:
+            return False
+        rc, out, _err = self.run([found, "--state"])
+        return rc == 0 and out.strip() == "running"
 
     def bridge_nf_disabled(self):
         """Which of the bridge-netfilter sysctls are 0 (iptables would never see bridged frames)."""

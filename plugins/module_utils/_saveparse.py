@@ -49,6 +49,10 @@ class _Table:
 
 def tokenize(text, lineno=0):
     """Split a rule on whitespace outside double quotes; quoted tokens keep their raw form."""
+    if '"' not in text:
+        # outside quotes a backslash is an ordinary character: plain split is the same result,
+        # and a dump of thousands of NICs is almost all such lines
+        return text.split()
     tokens, cur, in_quote, escaped, started = [], [], False, False, False
     for char in text:
         if escaped:

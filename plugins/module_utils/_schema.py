@@ -236,7 +236,7 @@ def parse_var_ref(value):
             "(NAME of letters, digits and _)" % value, value=value)
     name, index, iterator = found.groups()
     if iterator is not None and int(iterator) > MAX_ITERATOR_ID:
-        raise FilterXMLError("iterator id in %r is above %d" % (value, MAX_ITERATOR_ID),
+        raise FilterXMLError("iterator id in %r is above %d: use a smaller one" % (value, MAX_ITERATOR_ID),
                              value=value)
     return (name, None if index is None else int(index),
             None if iterator is None else int(iterator))
@@ -276,7 +276,7 @@ def xml_value(protocol, attr, value):
 
 
 def _bad(protocol, attr, value, expected):
-    return FilterXMLError("<%s %s>: %r is %s" % (protocol, attr, value, expected),
+    return FilterXMLError("<%s %s>: %r is %s: use a valid value" % (protocol, attr, value, expected),
                           protocol=protocol, attribute=attr, value=value)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, List
 
-from ._errors import EngineError, ResolveError
+from ._errors import EngineError, ResolveError, StoreError
 from . import _apply
 from . import _compile_xt
 from . import _names
@@ -72,6 +72,20 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
     return merge_rulesets([nics, networks]), warnings
 
 
+def _refuse_shared_chains(desired, foreign):
+    """libvirt-in & co. hold every NIC's jump: rewriting them would unfilter libvirtd's NICs."""
+    if not foreign:
+        return
+    for state in desired.values():
+        if set(state.chains) & set(_names.NWF_GLOBAL):
+            raise StoreError(
+                "libvirtd's nwfilter driver filters %s on this host and shares the chains %s with "
+                "us: take those NICs over (guest_nic_filter takeover=true) or stop libvirtd's "
+                "nwfilter driver first" % (", ".join(sorted(foreign)), ", ".join(_names.NWF_GLOBAL)),
+                devices=sorted(foreign),
+            )
+
+
 def check_bindings_resolve(state: _store.StoreState):
     """Every stored binding must still resolve; a filter change that breaks one is refused."""
     for portdev in sorted(state.bindings):
@@ -96,9 +110,11 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         after, warnings = mutate(before)
         if not check_mode:
             check_bindings_resolve(after)
-        foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir))
+        # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
+        foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - set(after.bindings)
         desired, build_warnings = build_desired(after, runner.list_devices(), skip_unresolvable=check_mode)
         scope = Scope(manage_networks=after.manage_networks, foreign_devices=foreign)
+        _refuse_shared_chains(desired, foreign)
         if any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
             for sysctl in runner.bridge_nf_disabled():
                 warnings = list(warnings) + [

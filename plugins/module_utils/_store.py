@@ -81,12 +81,14 @@ def _key(kind, obj):
 
 def load_store(config_dir) -> StoreState:
     """Read the whole store; a missing config_dir is an empty store."""
-    if not os.path.isdir(config_dir):
+    if not os.path.exists(config_dir):
         return StoreState()
+    if not os.path.isdir(config_dir):
+        raise StoreError("config_dir %s is not a directory: point config_dir at a directory" % config_dir,
+                         path=config_dir)
     fmt = os.path.join(config_dir, "format")
     if os.path.exists(fmt):
-        with open(fmt, encoding="utf-8") as handle:
-            line = handle.read().strip()
+        line = _read_text(fmt)
         if line != FORMAT_LINE:
             raise StoreError(
                 "%s holds %r, not %r: this store was written by another tool or version; "
@@ -102,6 +104,14 @@ def load_store(config_dir) -> StoreState:
         networks=found["networks"],
         manage_networks=os.path.isdir(os.path.join(config_dir, "networks")),
     )
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError("cannot read %s (%s): remove it or point config_dir elsewhere" % (path, exc), path=path)
 
 
 def _load_kind(config_dir, kind):
@@ -143,7 +153,11 @@ class StoreWriter:
         self._undo = []  # (path, previous bytes or None)
 
     def _ensure_layout(self, kind):
-        os.makedirs(os.path.join(self.config_dir, kind), mode=0o755, exist_ok=True)
+        folder = os.path.join(self.config_dir, kind)
+        try:
+            os.makedirs(folder, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise StoreError("cannot create %s: %s; fix config_dir" % (folder, exc.strerror or exc), path=folder)
         fmt = os.path.join(self.config_dir, "format")
         if not os.path.exists(fmt):
             self._write(fmt, (FORMAT_LINE + "\n").encode())

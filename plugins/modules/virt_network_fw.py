@@ -22,10 +22,12 @@ description:
     libvirtd's network driver manage the same host's firewall at the same time.
 options:
   name:
-    description: Name of the network. Defaults to the bridge name.
+    description:
+      - Name of the network. Defaults to the bridge name.
+      - With O(state=absent), O(name) alone (or O(bridge) alone) says which stored network to remove.
     type: str
   bridge:
-    description: The bridge device, e.g. C(virbr0).
+    description: The bridge device, e.g. C(virbr0). Required with O(state=present) unless O(network_xml) is given.
     type: str
   mode:
     description: Forward mode.
@@ -42,9 +44,13 @@ options:
     description: Only forward through this uplink device (libvirt's C(<forward dev=...>)).
     type: str
   dhcp:
-    description: Accept DHCP (and DHCPv6) from guests to the host.
+    description:
+      - The network serves DHCP on its IPv4 address (libvirt's C(<dhcp>) with a range), which adds
+        libvirt's checksum fix for DHCP replies.
+      - Like libvirt, the host accepts DHCP (udp/tcp 67, DHCPv6 udp 547) and DNS from the guests whatever
+        this says; a C(<network>) without C(<dhcp>) is libvirt's default, hence V(false).
     type: bool
-    default: true
+    default: false
   dns:
     description: Accept DNS from guests to the host.
     type: bool
@@ -85,7 +91,7 @@ notes:
     C(libvirt-in-post) only matches bridged traffic, so a guest filter never lets routed traffic escape
     an isolated network.
   - If firewalld runs, the bridge must also be in firewalld's C(libvirt) zone (C(libvirt-routed) for
-    routed networks); the module warns when firewalld is present.
+    routed networks); the module warns (naming the zone) when C(firewall-cmd --state) says firewalld runs.
 seealso:
   - module: hypervisor.firewall.guest_nic_filter
 author:
@@ -120,9 +126,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 network:
-  description: The network as stored.
+  description: The network as stored (its options, C(name) filled in).
   returned: when state is present
   type: dict
+  sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": "192.168.122.1/24", "ipv6": null,
+           "forward_dev": null, "dhcp": true, "dns": true, "tftp": false, "nat_ports": [1024, 65535],
+           "nat_address": null, "nat_ipv6": false}
 rendered:
   description: Restore payloads by tool.
   returned: when state is rendered
@@ -151,7 +160,7 @@ def main():
             ipv4=dict(type="str"),
             ipv6=dict(type="str"),
             forward_dev=dict(type="str"),
-            dhcp=dict(type="bool", default=True),
+            dhcp=dict(type="bool", default=False),
             dns=dict(type="bool", default=True),
             tftp=dict(type="bool", default=False),
             nat_ports=dict(type="list", elements="int", default=[1024, 65535]),

@@ -14,7 +14,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import BUILTIN_CHAINS, TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target
 
-VERDICTS = {"ACCEPT", "DROP", "RETURN", "REJECT", "CONTINUE", "MASQUERADE"}
+VERDICTS = {"ACCEPT", "DROP", "RETURN", "REJECT", "CONTINUE", "MASQUERADE", "SNAT", "CHECKSUM"}
 
 
 class SimError(Exception):

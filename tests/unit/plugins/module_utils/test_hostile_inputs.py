@@ -1,0 +1,374 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A corpus of hostile inputs for every module action.
+
+Each case must raise one of the engine's typed errors (anything else is a bug), with a message
+that names the object and says what to do, and must leave the store directory and the
+(simulated) kernel byte-identical.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+import pytest
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _names
+from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+    DeviceNameError, EngineError, FilterXMLError, ResolveError, StoreError, VariableError,
+)
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
+
+# a message "says how to fix" when it contains one of these instructions
+FIX = re.compile(r"\b(use|remove|give|add|set|define|rename|move|write|drop|fix|install|name|point|"
+                 r"expected|must|needs?|only|not accepted|did you mean|wait)\b", re.I)
+MAC = "52:54:00:00:00:20"
+
+
+@dataclass
+class Case:
+    id: str
+    call: Callable  # (root, host) -> result
+    errors: Tuple[type, ...]
+    names: str  # the object the message must name
+    setup: Tuple[Callable, ...] = ()  # successful calls before the snapshot
+
+
+CASES = []
+
+
+def case(*args, **kwargs):
+    CASES.append(Case(*args, **kwargs))
+
+
+def nwfilter(**kw):
+    return lambda root, host: _actions.nwfilter(H.filter_params(root, **kw), False, host)
+
+
+def nic(**kw):
+    return lambda root, host: _actions.guest_nic_filter(H.nic_params(root, **kw), False, host)
+
+
+def network(**kw):
+    return lambda root, host: _actions.virt_network_fw(H.net_params(root, **kw), False, host)
+
+
+def rule_xml(name, match, action="drop", direction="in", extra=""):
+    return "<filter name='%s' chain='root'><rule action='%s' direction='%s'%s>%s</rule></filter>" % (
+        name, action, direction, extra, match)
+
+
+# ------------------------------------------------------------------ malformed XML, DTDs, size
+
+MALFORMED = {
+    "empty": "", "blank": "   \n", "text": "clean-traffic", "unclosed": "<filter name='x'>",
+    "mismatch": "<filter name='x'><rule></filter>", "two-roots": "<filter name='x'/><filter name='y'/>",
+    "bad-attr": "<filter name=x/>", "nul": "<filter name='x\x00'/>", "undefined-entity": "<filter name='&foo;'/>",
+    "wrong-root": "<network><name>x</name></network>", "bad-utf8": b"<filter name='\xff\xfe'/>",
+    "deep": "<filter name='deep'>" + "<rule>" * 3000 + "</rule>" * 3000 + "</filter>",
+    "no-name": "<filter chain='root'/>", "slash-name": "<filter name='a/b'/>",
+    "empty-name": "<filter name=''/>", "cdata-only": "<![CDATA[<filter name='x'/>]]>",
+}
+for key, text in MALFORMED.items():
+    case("xml-%s" % key, nwfilter(xml=text), (FilterXMLError,), "")
+
+ENTITY_ATTACKS = {
+    "doctype": "<!DOCTYPE filter><filter name='x'/>",
+    "xxe-file": "<!DOCTYPE f [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><filter name='&x;'/>",
+    "xxe-net": "<!DOCTYPE f [<!ENTITY x SYSTEM 'http://192.0.2.1/x'>]><filter name='&x;'/>",
+    "param-entity": "<!DOCTYPE f [<!ENTITY % p SYSTEM 'file:///etc/passwd'> %p;]><filter name='x'/>",
+    "billion-laughs": "<!DOCTYPE l [<!ENTITY a 'lol'>" + "".join(
+        "<!ENTITY %s '%s'>" % (chr(98 + i), ("&%s;" % chr(97 + i)) * 10) for i in range(9)) + "]><filter name='&j;'/>",
+    "lowercase-doctype": "<!doctype filter><filter name='x'/>",
+    "xinclude": "<filter name='x' xmlns:xi='http://www.w3.org/2001/XInclude'><xi:include href='/etc/passwd'/></filter>",
+}
+for key, text in ENTITY_ATTACKS.items():
+    case("xml-%s" % key, nwfilter(xml=text, strict=True), (FilterXMLError,), "")
+    case("binding-xml-%s" % key, nic(binding_xml=text.replace("filter", "filterbinding")), (FilterXMLError,), "")
+
+HUGE = "<filter name='huge' chain='root'>" + "<rule action='drop' direction='in'/>" * 40000 + "</filter>"
+case("xml-huge", nwfilter(xml=HUGE), (FilterXMLError,), "")
+case("xml-huge-comment", nwfilter(xml="<filter name='x'><!--" + "x" * (2 << 20) + "--></filter>"), (FilterXMLError,), "")
+
+# ------------------------------------------------------------------ strict mode
+
+STRICT = {
+    "filter-attr": "<filter name='s' colour='red'/>",
+    "filter-element": "<filter name='s'><colour/></filter>",
+    "rule-attr": rule_xml("s", "<tcp/>", extra=" colour='red'"),
+    "rule-element": rule_xml("s", "<colour/>"),
+    "match-attr": rule_xml("s", "<tcp colour='red'/>"),
+    "ipv6-tcp-flags": rule_xml("s", "<tcp-ipv6 flags='SYN/SYN'/>"),
+    "second-protocol": rule_xml("s", "<tcp/><udp/>"),
+    "priority-range": rule_xml("s", "<tcp/>", extra=" priority='5000'"),
+    "priority-text": rule_xml("s", "<tcp/>", extra=" priority='high'"),
+    "statematch": rule_xml("s", "<tcp/>", extra=" statematch='maybe'"),
+    "match-value": rule_xml("s", "<tcp match='maybe'/>"),
+    "filterref-attr": "<filter name='s'><filterref filter='allow-arp' colour='red'/></filter>",
+    "filterref-element": "<filter name='s'><filterref filter='allow-arp'><colour/></filterref></filter>",
+    "second-uuid": "<filter name='s'><uuid>11111111-2222-3333-4444-555555555555</uuid>"
+                   "<uuid>11111111-2222-3333-4444-555555555556</uuid></filter>",
+    "priority-no-chain": "<filter name='s' priority='-100'/>",
+}
+for key, text in STRICT.items():
+    case("strict-%s" % key, nwfilter(xml=text, strict=True), (FilterXMLError,), "'s'")
+case("strict-dict-key", nwfilter(definition={"name": "s", "colour": "red"}, strict=True), (FilterXMLError,), "'s'")
+
+# ------------------------------------------------------------------ every attribute type
+
+BAD_VALUES = {
+    ("tcp", "dstportstart"): ("65536", "-1", "port", "0x10000", "1.5", "", " ", "22 -j ACCEPT"),
+    ("icmp", "type"): ("256", "-1", "echo", "0x100"),
+    ("stp", "root-cost"): ("4294967296", "-5"),
+    ("stp", "root-priority"): ("65536",),
+    ("ip", "dscp"): ("64", "af11"),
+    ("vlan", "vlanid"): ("4096", "-1"),
+    ("tcp", "connlimit-above"): ("0x10", "70000"),
+    ("mac", "srcmacaddr"): ("52:54:00:12:34", "zz:54:00:12:34:56", "10.0.0.1", "fe80::1", "52:54:00:12:34:56:78"),
+    ("mac", "srcmacmask"): ("ff:00:ff:00:00:00", "ff:ff"),
+    ("ip", "srcipaddr"): ("256.1.1.1", "fe80::1", "10.1", "52:54:00:12:34:56", "10.0.0.1/24"),
+    ("ip", "srcipmask"): ("33", "255.0.255.0", "-1"),
+    ("ipv6", "srcipaddr"): ("10.0.0.1", "fe80::zz", "1:2:3:4:5:6:7:8:9"),
+    ("ipv6", "srcipmask"): ("129", "ffff::ffff"),
+    ("mac", "protocolid"): ("0x5ff", "1500", "ethernet", "0x10000"),
+    ("vlan", "encap-protocol"): ("0x3b", "foo"),
+    ("arp", "opcode"): ("10", "0", "Bogus"),
+    ("arp", "arpsrcipaddr"): ("fe80::1",),
+    ("arp", "gratuitous"): ("maybe", "2"),
+    ("ip", "protocol"): ("256", "tcpx", "-1"),
+    ("tcp", "state"): ("NEW,FOO", "established;drop", ""),
+    ("tcp", "flags"): ("SYN", "FOO/SYN", "SYN/SYN/SYN", "SYN/FOO"),
+    ("tcp", "ipset"): ("", "a" * 32, "a;b", "$(reboot)"),
+    ("tcp", "ipsetflags"): ("src,dst,src,dst,src,dst,src", "foo", ""),
+    ("tcp", "comment"): ("c" * 257,),
+    ("ipv6", "type"): ("300",),
+    ("tcp-ipv6", "srcipaddr"): ("192.0.2.1",),
+}
+for (proto, attr), values in BAD_VALUES.items():
+    for number, value in enumerate(values):
+        case("attr-%s-%s-%d" % (proto, attr, number),
+             nwfilter(xml=rule_xml("bad", "<%s %s='%s'/>" % (proto, attr, value.replace("'", "&apos;")))),
+             (FilterXMLError,), attr)
+
+WRONG_TYPES = ([22], {"port": 22}, 2.5, None.__class__, b"22")
+for number, value in enumerate(WRONG_TYPES):
+    for proto, attr in (("tcp", "dstportstart"), ("ip", "srcipaddr"), ("mac", "srcmacaddr")):
+        definition = {"name": "typed", "entries": [{"rule": {"action": "drop", "direction": "in", "matches": [
+            {"protocol": proto, "attrs": {attr: value}}]}}]}
+        case("type-%s-%s-%d" % (proto, attr, number), nwfilter(definition=definition), (FilterXMLError,), attr)
+
+RULE_FIELDS = {"action": ("allow", ["drop"], None, 1), "direction": ("both", "", ["in"], None),
+               "protocol": ({"a": 1}, ["tcp"], 6, "TCP")}
+for field_name, values in RULE_FIELDS.items():
+    for number, value in enumerate(values):
+        rule = {"action": "drop", "direction": "in", "matches": [{"protocol": "tcp", "attrs": {}}]}
+        if field_name == "protocol":
+            rule["matches"][0]["protocol"] = value
+        else:
+            rule[field_name] = value
+        case("rule-%s-%d" % (field_name, number), nwfilter(definition={"name": "typed", "entries": [{"rule": rule}]}, strict=True),
+             (FilterXMLError,), "'typed'")
+for number, value in enumerate(("x", [], 5, {"rule": {}, "filterref": {}}, {"nope": 1})):
+    case("entries-%d" % number, nwfilter(definition={"name": "typed", "entries": value if number < 3 else [value]}),
+         (FilterXMLError,), "typed")
+for number, value in enumerate(("root", "mac-" + "x" * 9, "ipv4 x", "ipv4;x", "foo", "")):
+    case("chain-%d" % number, nwfilter(xml="<filter name='chained' chain='%s'/>" % value) if number else
+         nwfilter(xml="<filter name='chained' chain='root' priority='2000'/>"), (FilterXMLError,), "chain")
+for number, value in enumerate(("not-a-uuid", "1234", "11111111-2222-3333-4444-55555555555g")):
+    case("uuid-%d" % number, nwfilter(xml="<filter name='u'><uuid>%s</uuid></filter>" % value), (FilterXMLError,), "uuid")
+case("uuid-conflict", nwfilter(xml="<filter name='allow-arp'><uuid>11111111-2222-3333-4444-555555555555</uuid></filter>"),
+     (StoreError,), "allow-arp")
+for number, (pname, pvalue) in enumerate((("I P", "1"), ("IP", "1 2"), ("IP", "a\nb"), ("$X", "1"), ("IP", ""),
+                                           ("IP", "$(reboot)"), ("IP", "1;2"))):
+    case("filterref-param-%d" % number,
+         nwfilter(definition={"name": "p", "entries": [{"filterref": {"filter": "clean-traffic", "parameters": [
+             {"name": pname, "value": pvalue}]}}]}), (FilterXMLError,), "parameter")
+case("name-mismatch", nwfilter(name="other", xml="<filter name='x'/>"), (FilterXMLError,), "other")
+for number, name in enumerate(("..x", "a b", "x" * 129, "a\nb", "-j ACCEPT")):
+    case("filter-name-%d" % number, nwfilter(xml="<filter name='%s'/>" % name.replace("\n", "&#10;")),
+         (StoreError, FilterXMLError), "name")
+
+# ------------------------------------------------------------------ variables
+
+V_FILTER = rule_xml("uses-v", "<ip srcipaddr='$V[2]'/><ip dstipaddr='$W[@1]'/>")
+for number, params in enumerate(({}, {"V": []}, {"V": ["10.0.0.1", "10.0.0.2"], "W": "10.0.0.3"},
+                                  {"W": "10.0.0.3"}, {"V": ["10.0.0.1"] * 2 + ["fe80::1"], "W": "1.1.1.1"})):
+    case("var-%d" % number, nic(portdev="vnet2", mac=MAC, filter="uses-v", parameters=params),
+         (VariableError, ResolveError), "vnet2", setup=(nwfilter(xml=V_FILTER),))
+case("var-iterator-too-big", nwfilter(xml=rule_xml("it", "<ip srcipaddr='$V[@1001]'/>")), (FilterXMLError,), "it")
+for number, params in enumerate(({"IP": "fe80::1"}, {"IP": "10.0.0.1 -j ACCEPT"}, {"IP": "10.0.0.1\nCOMMIT"},
+                                  {"IP": ""}, {"IP": [None]}, {"IP": [{"a": 1}]}, {"IP": "0x0a000001"})):
+    case("clean-traffic-ip-%d" % number, nic(portdev="vnet2", mac=MAC, filter="clean-traffic", parameters=params),
+         (ResolveError,), "vnet2")
+case("explosion", nic(portdev="vnet2", mac=MAC, filter="uses-x",
+                      parameters={"V": ["10.0.%d.%d" % (i // 250, i % 250) for i in range(1000)],
+                                  "W": ["10.1.%d.%d" % (i // 250, i % 250) for i in range(1000)]}),
+     (ResolveError,), "uses-x",
+     setup=(nwfilter(xml=rule_xml("uses-x", "<ip srcipaddr='$V' dstipaddr='$W'/>")),))
+
+# ------------------------------------------------------------------ references
+
+for length in (1, 2, 5):
+    names = ["cyc%d" % i for i in range(length)]
+    refs = ["<filter name='%s'><filterref filter='%s'/></filter>" % (names[i], names[(i + 1) % length])
+            for i in range(length)]
+    case("cycle-%d" % length, nwfilter(xml=refs[-1]), (ResolveError,), names[-1],
+         setup=tuple(nwfilter(xml=text) for text in refs[:-1]))
+case("unknown-filter-binding", nic(portdev="vnet2", mac=MAC, filter="clean-trafic"), (ResolveError,), "clean-trafic")
+case("unknown-ref-binding", nic(portdev="vnet2", mac=MAC, filter="typo"), (ResolveError,), "no-ip-spofing",
+     setup=(nwfilter(xml="<filter name='typo'><filterref filter='no-ip-spofing'/></filter>"),))
+case("break-bound-filter", nwfilter(xml="<filter name='web-in'><filterref filter='nowhere'/></filter>"),
+     (ResolveError,), "vnet1")
+case("undefine-used", nwfilter(name="clean-traffic", state="absent"), (ResolveError,), "clean-traffic")
+case("undefine-referenced", nwfilter(name="allow-arp", state="absent"), (ResolveError,), "allow-arp",
+     setup=(nwfilter(xml="<filter name='ref-arp'><filterref filter='allow-arp'/></filter>"),))
+
+# ------------------------------------------------------------------ device names
+
+BAD_DEVICES = ("abcdefghijklmnop", "vnet/0", "vnet+", "vnet 0", "vnet'0", 'vnet"0', "$(reboot)", "v;rm",
+               "v\n0", "", "vnet0\x00", "-j ACCEPT", "*", "vnet0 ", 7)
+for number, dev in enumerate(BAD_DEVICES):
+    text = str(dev)
+    case("portdev-%d" % number, nic(portdev=dev, mac=MAC, filter="clean-traffic"), (DeviceNameError,), "portdev")
+    case("portdev-list-%d" % number, nic(bindings=[dict(portdev=dev, mac=MAC, filter="clean-traffic")]),
+         (DeviceNameError,), "portdev")
+    case("portdev-absent-%d" % number, nic(portdev=dev, state="absent"), (DeviceNameError,), "portdev")
+    if isinstance(dev, str) and dev:
+        case("binding-xml-portdev-%d" % number, nic(binding_xml=(
+            "<filterbinding><portdev name='%s'/><mac address='%s'/><filterref filter='clean-traffic'/></filterbinding>"
+            % (text.replace("'", "&apos;").replace("\n", "&#10;").replace("\x00", ""), MAC))),
+             (DeviceNameError, FilterXMLError), "portdev")
+    case("bridge-%d" % number, network(bridge=dev), (FilterXMLError, DeviceNameError), "bridge")
+    case("forward-dev-%d" % number, network(name="fw", bridge="virbr9", ipv4="10.9.0.1/24", forward_dev=dev),
+         (FilterXMLError, DeviceNameError), "forward_dev")
+case("portdev-twice", nic(bindings=[dict(portdev="vnet2", mac=MAC, filter="clean-traffic")] * 2),
+     (FilterXMLError,), "vnet2")
+case("chain-suffix-13", nwfilter(xml="<filter name='long' chain='ipv4-abcdefgh'/>"), (FilterXMLError,), "ipv4-abcdefgh")
+
+# ------------------------------------------------------------------ wrong families, MACs
+
+for number, mac in enumerate(("10.0.0.1", "fe80::1", "52:54:00:12:34", "", "52-54-00-12-34-56-78", None, 5)):
+    case("mac-%d" % number, nic(portdev="vnet2", mac=mac, filter="clean-traffic", parameters={"IP": "10.0.0.9"}),
+         (FilterXMLError,), "vnet2" if mac else "mac")
+for number, params in enumerate(({"IPV6": "10.0.0.1"}, {"IPV6": "52:54:00:12:34:56"})):
+    case("ipv6-family-%d" % number, nic(portdev="vnet2", mac=MAC, filter="no-ipv6-spoofing", parameters=params),
+         (ResolveError,), "vnet2")
+NET_BAD = {
+    "ipv4-v6": dict(ipv4="fd00::1/64"), "ipv6-v4": dict(ipv6="10.0.0.1/24"), "ipv4-range": dict(ipv4="300.1.1.1/24"),
+    "ipv4-prefix": dict(ipv4="10.0.0.1/33"), "ipv4-text": dict(ipv4="ten"), "mode": dict(mode="bridge-all"),
+    "ports-order": dict(nat_ports=[2000, 1000]), "ports-range": dict(nat_ports=[1, 70000]),
+    "ports-shape": dict(nat_ports=[1]), "nat-address": dict(nat_address=["a"]), "dhcp-type": dict(dhcp="yes"),
+    "name-slash": dict(name="a/b"), "name-newline": dict(name="a\nb"), "nat-v6-no-v6": dict(nat_ipv6=True),
+    "route-no-ip": dict(mode="route", ipv4=None, dhcp=False), "dhcp-no-room": dict(ipv4="10.0.0.1/31"),
+    "bridge-taken": dict(name="other"),
+    "xml-malformed": dict(network_xml="<network><name>x</name>", bridge=None),
+    "xml-doctype": dict(network_xml="<!DOCTYPE n><network><name>x</name></network>", bridge=None),
+    "xml-root": dict(network_xml="<filter name='x'/>", bridge=None),
+    "xml-bridge": dict(network_xml="<network><name>x</name><bridge name='v+'/></network>", bridge=None),
+}
+for key, overrides in NET_BAD.items():
+    case("network-%s" % key, network(**overrides), (FilterXMLError, DeviceNameError, StoreError), "")
+
+# ------------------------------------------------------------------ corrupt or foreign store
+
+
+def store_file(relpath, data):
+    def write(root, _host):
+        path = os.path.join(root, "store", relpath)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    return write
+
+
+def store_dir(relpath):
+    return lambda root, _host: os.makedirs(os.path.join(root, "store", relpath))
+
+
+CORRUPT = {
+    "format-foreign": store_file("format", b"firewalld 2\n"),
+    "format-empty": store_file("format", b""),
+    "stray-file": store_file("filters/README", b"hello"),
+    "stray-ext": store_file("filters/x.json", b"{}"),
+    "bad-xml": store_file("filters/x.xml", b"<filter name='x'"),
+    "wrong-name": store_file("filters/x.xml", b"<filter name='y'/>"),
+    "doctype": store_file("filters/x.xml", b"<!DOCTYPE x><filter name='x'/>"),
+    "binary": store_file("filters/x.xml", bytes(range(256))),
+    "binding-bad": store_file("bindings/vnet9.xml", b"<filterbinding/>"),
+    "binding-name": store_file("bindings/vnet9.xml", open(os.devnull, "rb").read() + b"<filterbinding>"
+                               b"<portdev name='vnet8'/><mac address='%s'/><filterref filter='allow-arp'/>"
+                               b"</filterbinding>" % MAC.encode()),
+    "network-bad": store_file("networks/n.xml", b"<network/>"),
+    "dir-as-file": store_dir("filters/d.xml"),
+    "format-dir": lambda root, host: (os.unlink(os.path.join(root, "store", "format")),
+                                      os.makedirs(os.path.join(root, "store", "format"))),
+}
+for key, damage in CORRUPT.items():
+    for action, call in (("filter", nwfilter(xml="<filter name='fresh'/>")),
+                         ("nic", nic(portdev="vnet2", mac=MAC, filter="allow-arp")),
+                         ("info", lambda root, host: _actions.nwfilter_info(H.base_params(root)))):
+        case("store-%s-%s" % (key, action), call, (StoreError,), "store", setup=(damage,))
+
+
+def config_dir_is_file(root, _host):
+    with open(os.path.join(root, "plain"), "w", encoding="utf-8") as handle:
+        handle.write("not a directory\n")
+
+
+case("config-dir-file", lambda root, host: _actions.nwfilter(
+    dict(H.filter_params(root, xml="<filter name='fresh'/>"), config_dir=os.path.join(root, "plain")), False, host),
+     (StoreError,), "plain", setup=(config_dir_is_file,))
+
+# ------------------------------------------------------------------ injection through values
+
+INJECT = ("10.0.0.1 -j ACCEPT", "10.0.0.1\n-A FORWARD -j ACCEPT", "COMMIT", "10.0.0.1\nCOMMIT\n*filter",
+          "$(reboot)", "`reboot`", "10.0.0.1;reboot", "10.0.0.1\"")
+for number, value in enumerate(INJECT):
+    case("inject-ip-%d" % number, nic(portdev="vnet2", mac=MAC, filter="clean-traffic", parameters={"IP": value}),
+         (ResolveError,), "vnet2")
+    case("inject-comment-var-%d" % number, nic(portdev="vnet2", mac=MAC, filter="comment-var", parameters={"C": value}),
+         (ResolveError,), "", setup=(nwfilter(xml=rule_xml("comment-var", "<tcp comment='$C'/>")),))
+    case("inject-filter-name-%d" % number, nic(portdev="vnet2", mac=MAC, filter=value), (ResolveError,), "")
+case("inject-comment-newline", nwfilter(xml=rule_xml("cn", "<tcp comment='a&#10;COMMIT'/>")), (ResolveError,), "comment")
+case("inject-ipset-space", nwfilter(xml=rule_xml("web-in", "<tcp ipset='a b' ipsetflags='src'/>")), (ResolveError,), "")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("hostile-template"))
+    host = H.FakeHost()
+    H.populate(root, host)
+    return root, host
+
+
+def test_corpus_is_big_and_ids_unique():
+    assert len(CASES) >= 200
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("hostile", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_is_refused_cleanly(hostile, world, tmp_path):
+    root = str(tmp_path)
+    host = H.copy_world(world[0], world[1], root)
+    for step in hostile.setup:
+        step(root, host)
+    before = H.snapshot(root, host)
+    with pytest.raises(EngineError) as caught:
+        hostile.call(root, host)
+    err = caught.value
+    assert isinstance(err, hostile.errors), "%s: %r" % (type(err).__name__, err.msg)
+    assert hostile.names in err.msg, err.msg
+    assert FIX.search(err.msg), "no fix in %r" % err.msg
+    assert "Traceback" not in err.msg
+    assert H.snapshot(root, host) == before
+
+
+def test_device_name_checks_where_chain_names_are_built():
+    dev = "abcdefghijklmno"
+    assert len(_names.eb_sub("I", dev, "ipv4-abcdefg")) <= _names.MAX_CHAIN["eb"]
+    with pytest.raises(DeviceNameError, match="shorter"):
+        _names.eb_sub("I", dev, "ipv4-abcdefgh")
+    with pytest.raises(DeviceNameError, match="shorter"):
+        _names._checked("ip4", "FI-" + "x" * 26)

@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""virt_network_fw with the runner faked at its one seam (simulated xtables tools, no root)."""
+
+import dataclasses
+import json
+import os
+import stat
+
+import pytest
+import yaml
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _netfw, _store
+from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_live
+from ansible_collections.hypervisor.firewall.plugins.modules import virt_network_fw as module
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
+
+TABLES = ("filter", "nat", "mangle")
+FOREIGN_IP4 = ("*filter\n:ADMIN - [0:0]\n-A INPUT -i br0 -j DROP\n-A FORWARD -j ADMIN\n-A ADMIN -s 203.0.113.0/24 -j DROP\n"
+               "COMMIT\n*nat\n-A POSTROUTING -s 198.51.100.0/24 -o eth9 -j MASQUERADE\nCOMMIT\n")
+
+
+class HostFake(FakeRunner):
+    """FakeRunner plus the host questions HostRunner answers."""
+
+    def __init__(self, firewalld=False):
+        super().__init__({"eb": SimTool("eb", ("filter", "nat")), "ip4": SimTool("ip4", TABLES),
+                          "ip6": SimTool("ip6", TABLES)})
+        self.firewalld = firewalld
+        assert self.sims["ip4"].restore(FOREIGN_IP4)[0] == 0
+
+    def list_devices(self):
+        return {"lo", "br0", "br1", "eth9"}
+
+    def libvirt_bound_devices(self, binding_dir):
+        return set()
+
+    def bridge_nf_disabled(self):
+        return []
+
+    def firewalld_running(self):
+        return self.firewalld
+
+
+def module_defaults():
+    """The module's option defaults, read from its documentation (what ansible-doc shows)."""
+    options = yaml.safe_load(module.DOCUMENTATION)["options"]
+    return {name: spec.get("default") for name, spec in options.items()}
+
+
+def params(tmp_path, **given):
+    out = dict(module_defaults(), config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"),
+               lock_timeout=5, state="present")
+    out.update(given)
+    return out
+
+
+def live_network_rules(runner):
+    """{(tool, table, chain): rules} of the LIBVIRT_* chains in the simulated kernel."""
+    out = {}
+    for tool in ("ip4", "ip6"):
+        live, _pos = parse_live(tool, runner.save(tool), Scope(manage_networks=True))
+        for (_tool, table), state in live.items():
+            for name, chain in state.chains.items():
+                out[(tool, table, name)] = chain.rules
+    return out
+
+
+def compiled_rules(*networks):
+    return {(tool, table, name): chain.rules
+            for (tool, table), state in _netfw.compile_networks(list(networks)).items()
+            for name, chain in state.chains.items()}
+
+
+def network(name, bridge, **options):
+    return _netfw.network_from_params(dict(name=name, bridge=bridge, **options))
+
+
+NAT = dict(bridge="br0", ipv4="192.168.100.1/24", ipv6="fd00:100::1/64", mode="nat")
+
+
+def test_module_defaults_are_libvirt_defaults():
+    """A <network> without <dhcp>, with DNS on and no NAT options: the module and Network agree."""
+    defaults = module_defaults()
+    for field in dataclasses.fields(_netfw.Network):
+        if field.default is not dataclasses.MISSING and field.name in defaults:
+            want = list(field.default) if isinstance(field.default, tuple) else field.default
+            assert defaults[field.name] == want, field.name
+
+
+def test_present_applies_then_is_idempotent_and_keeps_foreign_rules(tmp_path):
+    runner = HostFake()
+    foreign_filter = [line for line in runner.save("ip4").splitlines() if "ADMIN" in line or "eth9" in line]
+    first = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
+    assert first["changed"] and first["network"]["name"] == "br0"
+    assert first["network"]["nat_ports"] == [1024, 65535] and first["network"]["dhcp"] is False
+    assert live_network_rules(runner) == compiled_rules(network("br0", **NAT))
+    assert os.path.exists(tmp_path / "store" / "networks" / "br0.xml")
+    restores = len(runner.restores)
+    second = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
+    assert not second["changed"] and len(runner.restores) == restores
+    after = runner.save("ip4").splitlines()
+    assert [line for line in after if "ADMIN" in line or "eth9" in line] == foreign_filter
+    assert after.index("-A INPUT -i br0 -j DROP") > after.index("-A INPUT -j LIBVIRT_INP")
+
+
+def test_check_mode_reports_the_change_and_touches_nothing(tmp_path):
+    runner = HostFake()
+    before = {tool: runner.save(tool) for tool in runner.sims}
+    result = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=True, runner=runner)
+    assert result["changed"] and runner.restores == []
+    assert {tool: runner.save(tool) for tool in runner.sims} == before
+    assert _store.load_store(str(tmp_path / "store")).networks == {}
+
+
+def test_dhcp_adds_only_the_checksum_fix(tmp_path):
+    runner = HostFake()
+    _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
+    without = live_network_rules(runner)
+    _actions.virt_network_fw(params(tmp_path, dhcp=True, **NAT), check_mode=False, runner=runner)
+    added = {key: rules for key, rules in live_network_rules(runner).items() if without.get(key) != rules}
+    assert added == {("ip4", "mangle", "LIBVIRT_PRT"): ("-o br0 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill",)}
+
+
+def test_two_networks_then_remove_by_name_then_by_bridge(tmp_path):
+    runner = HostFake()
+    routed = dict(name="lab2", bridge="br1", ipv4="192.168.101.1/24", mode="route")
+    _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
+    _actions.virt_network_fw(params(tmp_path, **routed), check_mode=False, runner=runner)
+    assert live_network_rules(runner) == compiled_rules(network("br0", **NAT), network(**routed))
+    gone = _actions.virt_network_fw(params(tmp_path, name="br0", mode=None, state="absent"), False, runner=runner)
+    assert gone["changed"] and gone["network"] is None
+    assert live_network_rules(runner) == compiled_rules(network(**routed))
+    _actions.virt_network_fw(params(tmp_path, bridge="br1", state="absent"), False, runner=runner)
+    for tool in ("ip4", "ip6"):
+        assert "LIBVIRT_" not in runner.save(tool)
+    assert "-A INPUT -i br0 -j DROP" in runner.save("ip4")
+
+
+def test_absent_of_an_unknown_network_claims_nothing(tmp_path):
+    runner = HostFake()
+    result = _actions.virt_network_fw(params(tmp_path, name="default", state="absent"), False, runner=runner)
+    assert not result["changed"] and runner.restores == []
+    assert not _store.load_store(str(tmp_path / "store")).manage_networks
+
+
+@pytest.mark.parametrize("mode, zone", [("nat", "'libvirt' zone"), ("route", "'libvirt-routed' zone"),
+                                        ("isolated", "'libvirt' zone"), ("open", "mode open")])
+def test_firewalld_warning_names_the_zone(tmp_path, mode, zone):
+    options = dict(NAT, mode=mode)
+    result = _actions.virt_network_fw(params(tmp_path, **options), False, runner=HostFake(firewalld=True))
+    assert [w for w in result["warnings"] if "firewalld" in w and zone in w and "br0" in w]
+    quiet = _actions.virt_network_fw(params(tmp_path, **options), False, runner=HostFake())
+    assert not [w for w in quiet["warnings"] if "firewalld" in w]
+
+
+def test_present_without_bridge_names_the_fix(tmp_path):
+    with pytest.raises(FilterXMLError, match="needs bridge"):
+        _actions.virt_network_fw(params(tmp_path, name="lab"), False, runner=HostFake())
+
+
+def test_network_xml_name_must_match(tmp_path):
+    xml = _netfw.format_network_xml(network("lab", "br0", ipv4="192.168.100.1/24"))
+    with pytest.raises(FilterXMLError, match="does not match"):
+        _actions.virt_network_fw(params(tmp_path, name="other", network_xml=xml), False, runner=HostFake())
+    result = _actions.virt_network_fw(params(tmp_path, network_xml=xml, state="absent"), False, runner=HostFake())
+    assert not result["changed"]
+
+
+def test_rendered_needs_no_runner(tmp_path):
+    result = _actions.virt_network_fw(params(tmp_path, state="rendered", **NAT), False, runner=object())
+    assert "-A LIBVIRT_PRT -s 192.168.100.0/24 ! -d 192.168.100.0/24 -j MASQUERADE" in result["rendered"]["iptables"]
+
+
+def test_gathered_lists_live_chains(tmp_path):
+    runner = HostFake()
+    _actions.virt_network_fw(params(tmp_path, **NAT), False, runner=runner)
+    gathered = _actions.virt_network_fw(params(tmp_path, state="gathered"), False, runner=runner)["gathered"]
+    assert gathered["iptables filter LIBVIRT_FWX"] == ["-i br0 -o br0 -j ACCEPT"]
+
+
+def test_firewalld_probe(tmp_path):
+    assert HostRunner(path=str(tmp_path)).firewalld_running() is False
+    tool = tmp_path / "firewall-cmd"
+    tool.write_text("#!/bin/sh\n[ \"$1\" = --state ] && echo running\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    assert HostRunner(path=str(tmp_path)).firewalld_running() is True
+
+
+def run_main(monkeypatch, capsys, args, runner):
+    monkeypatch.setattr(_actions, "Runner", lambda: runner)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_main_defaults_name_and_warns(tmp_path, monkeypatch, capsys):
+    base = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"))
+    out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), HostFake(firewalld=True))
+    assert out["changed"] and out["network"]["name"] == "br0" and out["network"]["dhcp"] is False
+    assert "'libvirt' zone" in json.dumps(out["warnings"])
+    out = run_main(monkeypatch, capsys, dict(base, name="br0", state="absent"), HostFake())
+    assert out["changed"] and "failed" not in out
+
+
+def test_main_bad_input_fails_without_traceback(tmp_path, monkeypatch, capsys):
+    args = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"), bridge="br0", ipv4="10.0.0.0/24")
+    out = run_main(monkeypatch, capsys, args, HostFake())
+    assert out["failed"] and "subnet's network address" in out["msg"] and out["error"] == "FilterXMLError"
+    assert "exception" not in out
