@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: contributors to hypervisor.firewall
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -28,11 +27,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration")]
-import conftest  # noqa: E402,F401  (links the checkout as ansible_collections.hypervisor.firewall)
+# links the checkout as ansible_collections.hypervisor.firewall
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils import (  # noqa: E402
-    _actions, _apply, _compile_xt, _filterxml, _ops, _resolve, _runner, _service, _store)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding  # noqa: E402
+    _actions, _apply, _compile_xt, _filterxml, _ops, _resolve, _runner, _service)
 from ansible_collections.hypervisor.firewall.plugins.module_utils._plan import plan  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope  # noqa: E402
 
@@ -119,45 +118,43 @@ def nic_params(store, workdir, items):
 
 # ------------------------------------------------------------------ measuring
 
-def forks_since_boot():
-    """The kernel's count of processes created since boot (children and grandchildren alike)."""
-    with open("/proc/stat") as handle:
-        for line in handle:
-            if line.startswith("processes "):
-                return int(line.split()[1])
-    raise RuntimeError("/proc/stat has no 'processes' line")
-
-
 class Counted:
-    """Wall time, Runner.run calls and kernel forks of one measured call."""
+    """Wall time, Runner.run calls and child processes of one measured call."""
 
     def __init__(self):
-        self.seconds = self.runs = self.forks = 0
+        self.seconds = self.runs = self.children = 0
 
 
 @contextlib.contextmanager
 def measured():
-    """Count every Runner.run call (the one seam that spawns tools) and every fork meanwhile."""
+    """Count Runner.run calls (the seam meant to spawn tools) and every child process started.
+
+    Children are counted at subprocess.Popen, which every spawn in this process goes through,
+    so a command run outside the Runner would show up as children > run() calls.
+    """
     counted = Counted()
-    original = _runner.Runner.run
+    original_run, original_popen = _runner.Runner.run, subprocess.Popen.__init__
 
     def counting_run(self, argv, data=None):
         counted.runs += 1
-        return original(self, argv, data)
+        return original_run(self, argv, data)
 
-    _runner.Runner.run = counting_run
-    forks, start = forks_since_boot(), time.perf_counter()
+    def counting_popen(self, *args, **kwargs):
+        counted.children += 1
+        original_popen(self, *args, **kwargs)
+
+    _runner.Runner.run, subprocess.Popen.__init__ = counting_run, counting_popen
+    start = time.perf_counter()
     try:
         yield counted
     finally:
         counted.seconds = time.perf_counter() - start
-        counted.forks = forks_since_boot() - forks
-        _runner.Runner.run = original
+        _runner.Runner.run, subprocess.Popen.__init__ = original_run, original_popen
 
 
 def median_of(runs, once):
     """Run ``once()`` (returns a Counted) ``runs`` times; the median time, the last run's counts."""
-    results = [once() for _ in range(runs)]
+    results = [once() for i in range(runs)]
     last = results[-1]
     last.seconds = statistics.median(r.seconds for r in results)
     return last
@@ -221,7 +218,7 @@ def measure_per_command(ns, items):
 def baseline(ns, sizes, sample, runs):
     """{N: (commands, estimated seconds)}: a measured per-command cost times N's command count."""
     per_cmd = statistics.median(measure_per_command(ns, binding_items(min(sample, max(sizes))))
-                                for _ in range(runs))
+                                for i in range(runs))
     out = {}
     for size in sizes:
         count = len(per_command_argvs(desired_for(binding_items(size))))
@@ -238,9 +235,10 @@ class Bench:
         self.ns = make_host(PREFIX + "-hv", conf["big"])
         self.template = make_filter_store(os.path.join(workdir, "filters"), self.ns, workdir)
 
-    def row(self, case, size, counted, base=None, note=""):
+    def row(self, case, size, counted, base=None, note="", counts=True):
         ratio = "%.0fx" % (base / counted.seconds) if base else ""
-        self.rows.append((case, str(size), "%.3f" % counted.seconds, str(counted.runs), str(counted.forks),
+        runs, children = (str(counted.runs), str(counted.children)) if counts else ("", "")
+        self.rows.append((case, str(size), "%.3f" % counted.seconds, runs, children,
                           "%.1f" % base if base else "", ratio, note))
 
     def bind_fresh(self, size, tag):
@@ -252,7 +250,9 @@ class Bench:
         return counted, store
 
     def p1(self):
-        per_cmd, base = baseline(PREFIX_NS(self, "base"), self.conf["sizes"], self.conf["sample"], self.args.runs)
+        # the tools do not check device names: an empty namespace is enough for the baseline
+        empty = make_host(PREFIX + "-base", 0)
+        per_cmd, base = baseline(empty, self.conf["sizes"], self.conf["sample"], self.args.runs)
         self.notes.append("per-command cost measured: %.2f ms per tool run (sample of %d NICs, empty "
                           "namespace); baseline = that x the command count, a LOWER BOUND"
                           % (per_cmd * 1000, self.conf["sample"]))
@@ -295,25 +295,46 @@ class Bench:
         self.row("P3 redefine", size, median_of(self.args.runs, once), note="all NICs rebuilt")
 
     def p4(self):
-        for case, size, _t, runs, forks, *_rest in list(self.rows):
+        for case, size, _t, runs, children, _base, _ratio, note in list(self.rows):
             if case == "P1 bind":
-                self.rows.append(("P4 procs/apply", size, "", runs, forks, "", "", "run() calls, forks"))
+                self.rows.append(("P4 procs/apply", size, "", runs, children, "", "",
+                                  "per-command: %s processes" % note.split()[1]))
+
+    def child_argv(self, tag):
+        """argv of a fresh process that applies N bindings from scratch (see child_apply)."""
+        flush_rules(self.ns)
+        store = fresh_store(self.template, self.workdir, tag)
+        request = json.dumps(dict(ns=self.ns, store=store, workdir=self.workdir, size=self.conf["big"]))
+        return [sys.executable, os.path.abspath(__file__), "--child", request]
 
     def mem(self):
-        size = self.conf["big"]
-        flush_rules(self.ns)
-        store = fresh_store(self.template, self.workdir, "mem")
-        request = json.dumps(dict(ns=self.ns, store=store, workdir=self.workdir, size=size))
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", request],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(self.child_argv("mem"), stdout=subprocess.PIPE, text=True)
         out = child.stdout.read()
         _pid, status, usage = os.wait4(child.pid, 0)
         if status != 0:
             raise RuntimeError("memory child failed (status %d)" % status)
         report = json.loads(out)
-        self.notes.append("peak memory at N=%d: module process %.1f MiB (ru_maxrss, its own), "
-                          "%.1f MiB with its tool children (wait4); apply took %.2f s"
-                          % (size, report["maxrss_kib"] / 1024, usage.ru_maxrss / 1024, report["seconds"]))
+        self.notes.append("peak memory at N=%d: module process %.1f MiB (its own ru_maxrss); largest "
+                          "process of its tree incl. the tools %.1f MiB (wait4); apply took %.2f s"
+                          % (self.conf["big"], report["maxrss_kib"] / 1024, usage.ru_maxrss / 1024,
+                             report["seconds"]))
+        self.census()
+
+    def census(self):
+        """Every process the apply starts, all generations, counted by strace (not timed)."""
+        if shutil.which("strace") is None:
+            self.notes.append("process census skipped: strace is not installed")
+            return
+        trace = os.path.join(self.workdir, "census.trace")
+        subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace] + self.child_argv("census"),
+                       check=True, capture_output=True)
+        with open(trace) as handle:
+            execs = [line for line in handle if "execve(" in line]
+        pids = {line.split()[0] for line in execs}
+        programs = sorted({os.path.basename(line.split('"')[1]) for line in execs})
+        self.notes.append("process census at N=%d (strace -f, every generation): %d processes besides the "
+                          "module itself; programs run: %s"
+                          % (self.conf["big"], len(pids) - 1, ", ".join(programs)))
 
     def p6(self):
         from ansible_run import host_vars, run_playbook
@@ -338,8 +359,8 @@ class Bench:
                     raise RuntimeError("P6 playbook run failed: %s\n%s" % (bad, proc.stdout[-2000:]))
                 return counted
 
-            self.row("P6 playbook", "%d hosts" % hosts, median_of(self.args.runs, once),
-                     note="no-op, forks=%d" % hosts)
+            self.row("P6 playbook", "%d host%s" % (hosts, "s" if hosts > 1 else ""),
+                     median_of(self.args.runs, once), note="no-op, --forks %d" % hosts, counts=False)
             for ns in inventory:
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
@@ -356,11 +377,6 @@ PLAYBOOK = """\
 """
 
 
-def PREFIX_NS(bench, role):
-    """An empty namespace for the baseline (no devices needed: the tools do not check names)."""
-    return make_host("%s-%s" % (PREFIX, role), 0)
-
-
 def child_apply(request):
     """--child: apply N bindings in this process and report its own peak RSS."""
     import resource
@@ -371,9 +387,13 @@ def child_apply(request):
 
 
 def format_rows(rows):
-    header = ("case", "N", "median s", "run() calls", "forks", "per-command s (lower bound)", "speed-up", "note")
+    header = ("case", "N", "median s", "run() calls", "children", "per-command s (lower bound)", "speed-up",
+              "note")
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+
+    def line(r):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
 
 
@@ -396,13 +416,15 @@ def main(argv=None):
         only.insert(0, "P1")  # P4 reads P1's process counts
     conf = QUICK if args.quick else FULL
     workdir = tempfile.mkdtemp(prefix="hfwo-bench-")
+    load_before = "%.2f" % os.getloadavg()[0]
     try:
         bench = Bench(args, conf, workdir)
         for case in CASES:
             if case in only:
                 getattr(bench, case.lower())()
                 print("done %s" % case, file=sys.stderr, flush=True)
-        print("runs per figure: %d (median), %d cores" % (args.runs, os.cpu_count()))
+        print("runs per figure: %d (median), %d cores, load average before %s, after %s"
+              % (args.runs, os.cpu_count(), load_before, "%.2f" % os.getloadavg()[0]))
         print(format_rows(bench.rows))
         for note in bench.notes:
             print("- " + note)

@@ -10,7 +10,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration")]
 
-import conftest  # noqa: E402,F401  (links the checkout as ansible_collections.hypervisor.firewall)
+# links the checkout as ansible_collections.hypervisor.firewall
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
 from ansible_run import host_vars, run_playbook  # noqa: E402
 from lab import Lab  # noqa: E402
 from lab.battery import format_table, run_battery  # noqa: E402

@@ -132,8 +132,10 @@ def binding_from_params(item):
             values = item["parameters"][key]
             for value in values if isinstance(values, list) else [values]:
                 pairs.append((str(key), str(value)))
-        binding = Binding(portdev=item["portdev"], mac=item["mac"], filter=item["filter"],
-                          parameters=tuple(pairs))
+        # the same checks as a <filterbinding> read back from the store: what we store must load
+        ref = _filterxml._build_filterref(item["filter"], pairs, "binding of %s" % item["portdev"])
+        binding = Binding(portdev=item["portdev"], mac=item["mac"], filter=ref.filter,
+                          parameters=ref.parameters)
     _names.check_device(binding.portdev, "portdev")
     mac = _canonical_mac(binding.mac, binding.portdev)
     if mac != binding.mac:
@@ -195,7 +197,7 @@ def guest_nic_filter(params, check_mode, runner=None):
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)
-    result["bindings"] = [_binding_dict(b) for _, b in sorted(outcome.after.bindings.items())]
+    result["bindings"] = [_binding_dict(b) for portdev, b in sorted(outcome.after.bindings.items())]
     return result
 
 

@@ -121,14 +121,14 @@ def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...]):
     chains: Dict[str, Chain] = {}
     hooks = []
     for prefix, wanted, hook, flag in (("I", ("out", "inout"), "PREROUTING", "-i"),
-                                        ("O", ("in", "inout"), "POSTROUTING", "-o")):
+                                       ("O", ("in", "inout"), "POSTROUTING", "-o")):
         mine = [r for r in l2 if r.inst.direction in wanted]
         if not mine:
             continue
         root = _names.eb_root(prefix, dev)
         reverse = prefix == "I"
         body: Dict[str, List[str]] = {root: []}
-        for sub, _ in _subchains(inst, mine):
+        for sub, priority in _subchains(inst, mine):
             body.setdefault(_names.eb_sub(prefix, dev, sub), [])
         jumps = _jumps(prefix, dev, inst, mine)
         for rule in mine:
@@ -139,7 +139,7 @@ def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...]):
             else:
                 chain = _names.eb_sub(prefix, dev, rule.inst.chain)
             body[chain].append(_eb_rule(rule, reverse and rule.inst.direction == "inout"))
-        body[root].extend(jump for _, jump in jumps)
+        body[root].extend(jump for priority, jump in jumps)
         chains.update({name: Chain(name, tuple(lines), "ACCEPT") for name, lines in body.items()})
         hooks.append((hook, _join([flag, dev, "-j", root])))
     return chains, hooks
@@ -150,7 +150,7 @@ def _subchains(inst: Instantiation, rules: List[_Rule]) -> List[Tuple[str, int]]
     prio = {}
     for suffix, priority in inst.subchains:
         prio.setdefault(suffix, priority)
-    order = [s for s, _ in inst.subchains]
+    order = [s for s, priority in inst.subchains]
     for rule in rules:
         if rule.inst.chain != "root" and rule.inst.chain not in prio:
             prio[rule.inst.chain] = rule.inst.chain_priority
@@ -266,7 +266,7 @@ def _eb_arp(rule, reverse):
     if rule.has("protocoltype"):
         opts += _opt(rule, "protocoltype", "--arp-ptype", "0x%x" % P.number(rule.val("protocoltype")))
     opts += _swapped(rule, reverse, "ip", lambda side: P.eb_ip(rule.val("arp%sipaddr" % side),
-                                                                rule.val("arp%sipmask" % side)))
+                                                               rule.val("arp%sipmask" % side)))
     opts += _swapped(rule, reverse, "mac", lambda side: P.eb_mac(rule.val("arp%smacaddr" % side)))
     if rule.val("gratuitous") == "true":
         opts += rule.neg("gratuitous") + ["--arp-gratuitous"]

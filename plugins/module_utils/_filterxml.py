@@ -42,10 +42,15 @@ import re
 import uuid as uuidlib
 from xml.sax.saxutils import escape
 
-from lxml import etree
-
 from . import _schema
-from ._errors import FilterXMLError
+from ._errors import FilterXMLError, ToolMissingError
+
+try:
+    from lxml import etree
+    LXML_IMPORT_ERROR = None
+except ImportError as exc:  # the modules report the missing library; importing must not fail
+    etree = None
+    LXML_IMPORT_ERROR = str(exc)
 from ._model import Binding, Filter, FilterRef, Match, Rule
 
 MAX_XML_BYTES = 1024 * 1024
@@ -86,6 +91,10 @@ def _parse_document(text, root_tag):
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise FilterXMLError("XML document contains a DOCTYPE or ENTITY declaration; "
                              "remove it (DTDs and entities are not accepted)")
+    if etree is None:
+        raise ToolMissingError("the Python library 'lxml' is required to read XML (%s): install it "
+                               "(pip install lxml or the python3-lxml package)" % LXML_IMPORT_ERROR,
+                               library="lxml")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                              dtd_validation=False, huge_tree=False, remove_comments=True,
                              remove_pis=True, encoding="utf-8" if isinstance(text, str) else None)
@@ -204,7 +213,7 @@ def _build_match(protocol, negate, pairs, where, notes):
             hint = (" (libvirt has no TCP flags match for IPv6: the rule matches any flags)"
                     if (protocol, name) == ("tcp-ipv6", "flags") else "")
             notes.note("%s: unknown attribute %r of <%s> ignored%s" % (where, name, protocol,
-                                                                      hint))
+                                                                       hint))
             continue
         try:
             if _schema.parse_var_ref(value) is None:
@@ -212,7 +221,7 @@ def _build_match(protocol, negate, pairs, where, notes):
         except FilterXMLError as exc:
             raise FilterXMLError("%s, %s" % (where, exc), **dict(exc.context)) from None
         values[name] = value
-    attrs = tuple((name, values[name]) for name, _ in _schema.PROTOCOLS[protocol]
+    attrs = tuple((name, values[name]) for name, datatype in _schema.PROTOCOLS[protocol]
                   if name in values)
     return Match(protocol=protocol, attrs=attrs, negate=negate)
 
@@ -221,7 +230,7 @@ def _check_ports(matches, where):
     """libvirt refuses ports in ip/ipv6 rules unless protocol is tcp, udp, dccp or sctp."""
     if not matches or matches[0].protocol not in ("ip", "ipv6"):
         return
-    if not any(name in _schema.PORT_ATTRS for m in matches for name, _ in m.attrs):
+    if not any(name in _schema.PORT_ATTRS for m in matches for name, attr_value in m.attrs):
         return
     protocols = [m.get("protocol") for m in matches if m.get("protocol") is not None]
     if any(_schema.parse_var_ref(p) is not None or p in _schema.PORT_PROTOCOLS
@@ -238,7 +247,7 @@ def _build_rule(fields, elements, where, notes):
     action, direction = fields.get("action"), fields.get("direction")
     if action not in ACTIONS:
         raise FilterXMLError("%s: action %r must be one of %s" % (where, action,
-                                                                 ", ".join(ACTIONS)))
+                                                                  ", ".join(ACTIONS)))
     if direction not in DIRECTIONS:
         raise FilterXMLError("%s: direction %r must be one of %s"
                              % (where, direction, ", ".join(DIRECTIONS)))

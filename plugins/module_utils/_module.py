@@ -24,7 +24,6 @@ except ImportError:
     NETADDR_IMPORT_ERROR = traceback.format_exc()
 
 
-
 def common_argument_spec(**extra):
     """Options every module takes (documented in the common doc fragment)."""
     spec = dict(

@@ -79,7 +79,7 @@ def _builtin_order(tool, table, names):
 
 def _top_positions(state: TableState):
     """Positions assumed when the caller has none: every hook at the top, in listed order."""
-    return {(state.tool, state.table, b): tuple(range(1, len(state.hooks_of(b)) + 1)) for b, _ in state.hooks}
+    return {(state.tool, state.table, b): tuple(range(1, len(state.hooks_of(b)) + 1)) for b, rule in state.hooks}
 
 
 def _stale_hooks(want, have):
@@ -140,7 +140,7 @@ def _table_lines(desired: TableState, live: TableState, positions):
     decls = [_declaration(desired, n, desired.chains[n].policy) for n in changed]
     decls += [_declaration(live, n, live.chains[n].policy) for n in stale]
     deletes, inserts = [], []
-    builtins = {b for b, _ in desired.hooks} | {b for b, _ in live.hooks}
+    builtins = {b for b, rule in desired.hooks} | {b for b, rule in live.hooks}
     for builtin in _builtin_order(desired.tool, desired.table, builtins):
         have = live.hooks_of(builtin)
         pos = positions.get((live.tool, live.table, builtin), tuple(range(1, len(have) + 1)))
@@ -156,7 +156,7 @@ def _render_live(live: TableState, positions):
     """render_table plus a note when our hooks do not stand at the top (else the diff hides it)."""
     lines = render_table(live).splitlines(True)
     notes = []
-    for builtin in _builtin_order(live.tool, live.table, {b for b, _ in live.hooks}):
+    for builtin in _builtin_order(live.tool, live.table, {b for b, rule in live.hooks}):
         pos = positions.get((live.tool, live.table, builtin))
         if pos is not None and pos != tuple(range(1, len(pos) + 1)):
             notes.append("# %s: our rules stand at positions %s, not at the top\n" % (builtin, ", ".join(map(str, pos))))

@@ -19,6 +19,7 @@ Instantiation follows libvirt's nwfilter driver:
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 from typing import Dict, List, Mapping, Tuple
 
@@ -107,6 +108,8 @@ def variables_from(parameters) -> Variables:
     return {name: tuple(values) for name, values in result.items()}
 
 
+# every NIC bound to the same filters parses the same attribute strings again: parse each once
+@functools.lru_cache(maxsize=4096)
 def _access(value):
     """(name, index, iterator) when ``value`` is a variable reference, else None."""
     ref = _schema.parse_var_ref(value)
@@ -264,6 +267,10 @@ def _count(groups):
     return total
 
 
+# constants (protocolid='ipv4', ...) repeat in every NIC's instantiation: canonicalise once
+_canonical = functools.lru_cache(maxsize=4096)(_schema.canonical_value)
+
+
 class _Canon:
     """canonical_value with a cache and errors that name the filter (and the variable)."""
 
@@ -274,7 +281,7 @@ class _Canon:
         key = (protocol, attr, value)
         if key not in self.cache:
             try:
-                self.cache[key] = _schema.canonical_value(protocol, attr, value)
+                self.cache[key] = _canonical(protocol, attr, value)
             except FilterXMLError as exc:
                 if acc is None:
                     raise ResolveError(

@@ -38,9 +38,14 @@ from __future__ import annotations
 
 import re
 
-import netaddr
+from ._errors import FilterXMLError, ToolMissingError
 
-from ._errors import FilterXMLError
+try:
+    import netaddr
+    NETADDR_IMPORT_ERROR = None
+except ImportError as exc:  # the modules report the missing library; importing must not fail
+    netaddr = None
+    NETADDR_IMPORT_ERROR = str(exc)
 
 MAC_ADDR = "MAC_ADDR"
 MAC_MASK = "MAC_MASK"
@@ -146,7 +151,7 @@ PROTOCOLS = {
 _TYPES = {proto: dict(attrs) for proto, attrs in PROTOCOLS.items()}
 
 L2_PROTOCOLS = ("mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6")
-PORT_ATTRS = frozenset(name for name, _ in _PORTS)
+PORT_ATTRS = frozenset(name for name, datatype in _PORTS)
 
 # NB: libvirt's own lookup table lacks 'stp', so a chain 'stp…' without priority gets 0
 # there; we use the documented -810 (the brief and formatnwfilter.rst agree on it).
@@ -254,7 +259,7 @@ def canonical_value(protocol, attr, value):
     datatype = attr_type(protocol, attr)
     if datatype is None:
         raise FilterXMLError("<%s>: unknown attribute %r (known: %s)" % (
-            protocol, attr, ", ".join(name for name, _ in PROTOCOLS[protocol])),
+            protocol, attr, ", ".join(name for name, datatype in PROTOCOLS[protocol])),
             protocol=protocol, attribute=attr)
     if not isinstance(value, str):
         raise _bad(protocol, attr, value, "not a string")
@@ -276,7 +281,7 @@ def xml_value(protocol, attr, value):
 
 
 def _bad(protocol, attr, value, expected):
-    return FilterXMLError("<%s %s>: %r is %s: use a valid value" % (protocol, attr, value, expected),
+    return FilterXMLError("<%s %s>: %r is %s" % (protocol, attr, value, expected),
                           protocol=protocol, attribute=attr, value=value)
 
 
@@ -324,6 +329,10 @@ def _mac_mask(protocol, attr, value):
 
 
 def _ip_addr(protocol, attr, value, version):
+    if netaddr is None:
+        raise ToolMissingError("the Python library 'netaddr' is required to check IP addresses (%s): "
+                               "install it (pip install netaddr or the python3-netaddr package)"
+                               % NETADDR_IMPORT_ERROR, library="netaddr")
     try:
         address = netaddr.IPAddress(value, version, flags=netaddr.INET_PTON)
     except (netaddr.AddrFormatError, ValueError, TypeError):

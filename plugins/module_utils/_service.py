@@ -29,7 +29,6 @@ from ._saveparse import Scope
 from ._defaults import DEFAULT_LOCK_FILE, LIBVIRT_BINDING_DIR
 
 
-
 @dataclass
 class Outcome:
     changed: bool
@@ -43,13 +42,15 @@ class Outcome:
     changed_chains: List[str] = field(default_factory=list)
 
 
-def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=False):
+def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=False, resolved=None):
     """Compile the whole desired ruleset from a store state.
 
     ``devices``: names of the network devices present on the host, or None to treat every bound
     device as present (rendered output).  A binding whose device is absent gets no rules: the
     name may later be given to another guest, which must never inherit these rules.
+    ``resolved``: instantiations already computed by check_bindings_resolve, by device.
     """
+    resolved = resolved or {}
     warnings = []
     instantiations = []
     for portdev in sorted(state.bindings):
@@ -61,7 +62,7 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
             )
             continue
         try:
-            instantiations.append(_resolve.instantiate(binding, state.filters))
+            instantiations.append(resolved.get(portdev) or _resolve.instantiate(binding, state.filters))
         except EngineError as exc:
             if not skip_unresolvable:
                 raise
@@ -87,15 +88,20 @@ def _refuse_shared_chains(desired, foreign):
 
 
 def check_bindings_resolve(state: _store.StoreState):
-    """Every stored binding must still resolve; a filter change that breaks one is refused."""
+    """Every stored binding must still resolve; a filter change that breaks one is refused.
+
+    Returns the instantiations by device, so build_desired need not resolve them a second time.
+    """
+    resolved = {}
     for portdev in sorted(state.bindings):
         try:
-            _resolve.instantiate(state.bindings[portdev], state.filters)
+            resolved[portdev] = _resolve.instantiate(state.bindings[portdev], state.filters)
         except EngineError as exc:
             raise ResolveError(
                 "the change would break the binding of %s: %s" % (portdev, exc.msg),
                 portdev=portdev,
             )
+    return resolved
 
 
 def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAULT_LOCK_FILE, lock_timeout=30,
@@ -108,11 +114,11 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
     with host_lock(lock_file, lock_timeout):
         before = _store.load_store(config_dir)
         after, warnings = mutate(before)
-        if not check_mode:
-            check_bindings_resolve(after)
+        resolved = {} if check_mode else check_bindings_resolve(after)
         # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
         foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - set(after.bindings)
-        desired, build_warnings = build_desired(after, runner.list_devices(), skip_unresolvable=check_mode)
+        desired, build_warnings = build_desired(after, runner.list_devices(), skip_unresolvable=check_mode,
+                                                resolved=resolved)
         scope = Scope(manage_networks=after.manage_networks, foreign_devices=foreign)
         _refuse_shared_chains(desired, foreign)
         if any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
@@ -140,7 +146,6 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
         return outcome
-
 
 
 def changed_chains(the_plan):

@@ -151,9 +151,14 @@ class StoreWriter:
     def __init__(self, config_dir):
         self.config_dir = config_dir
         self._undo = []  # (path, previous bytes or None)
+        self._created = []  # directories this writer made
 
     def _ensure_layout(self, kind):
         folder = os.path.join(self.config_dir, kind)
+        # directories count as state (networks/ means "network chains are ours"): undo them too
+        for path in (self.config_dir, folder):
+            if not os.path.isdir(path) and path not in self._created:
+                self._created.append(path)
         try:
             os.makedirs(folder, mode=0o755, exist_ok=True)
         except OSError as exc:
@@ -169,8 +174,9 @@ class StoreWriter:
                 previous = handle.read()
         if previous == data:
             return
-        self._undo.append((path, previous))
         _atomic_replace(path, data)
+        # recorded only once written: undoing a write that failed would fail itself
+        self._undo.append((path, previous))
 
     def put(self, kind, name, obj):
         check_object_name(kind, name)
@@ -190,6 +196,10 @@ class StoreWriter:
         while self._undo:
             path, previous = self._undo.pop()
             _atomic_replace(path, previous)
+        while self._created:
+            folder = self._created.pop()
+            if os.path.isdir(folder):
+                os.rmdir(folder)
 
 
 def _atomic_replace(path, data: Optional[bytes]):

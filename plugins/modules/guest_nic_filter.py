@@ -84,7 +84,7 @@ seealso:
   - module: hypervisor.firewall.nwfilter
   - module: hypervisor.firewall.virt_network_fw
 author:
-  - hypervisor.firewall contributors
+  - hypervisor.firewall contributors (@hypervisor-firewall)
 """
 
 EXAMPLES = r"""

@@ -59,7 +59,7 @@ seealso:
   - module: hypervisor.firewall.guest_nic_filter
   - module: hypervisor.firewall.virt_network_fw
 author:
-  - hypervisor.firewall contributors
+  - hypervisor.firewall contributors (@hypervisor-firewall)
 """
 
 EXAMPLES = r"""

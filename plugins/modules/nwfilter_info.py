@@ -27,7 +27,7 @@ extends_documentation_fragment:
 seealso:
   - module: hypervisor.firewall.nwfilter
 author:
-  - hypervisor.firewall contributors
+  - hypervisor.firewall contributors (@hypervisor-firewall)
 """
 
 EXAMPLES = r"""
@@ -52,11 +52,22 @@ filters:
   type: list
   elements: dict
   contains:
-    name: {description: Filter name., type: str}
-    uuid: {description: Filter uuid., type: str}
-    chain: {description: Chain suffix (root, ipv4, arp-mac, ...)., type: str}
-    priority: {description: Effective chain priority., type: int}
-    references: {description: Filters referenced directly, in document order., type: list, elements: str}
+    name:
+      description: Filter name.
+      type: str
+    uuid:
+      description: Filter uuid.
+      type: str
+    chain:
+      description: Chain suffix (root, ipv4, arp-mac, ...).
+      type: str
+    priority:
+      description: Effective chain priority.
+      type: int
+    references:
+      description: Filters referenced directly, in document order.
+      type: list
+      elements: str
   sample: [{name: clean-traffic, uuid: 0ad0e5a5-6b4c-4fbe-9b1a-3f3f6f0d2b11, chain: root, priority: 0,
             references: [no-mac-spoofing, no-ip-spoofing]}]
 xml:

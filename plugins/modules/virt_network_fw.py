@@ -52,7 +52,9 @@ options:
     type: bool
     default: false
   dns:
-    description: Accept DNS from guests to the host.
+    description:
+      - The network runs its DNS server (libvirt's C(<dns enable=...>)); kept in the stored network XML.
+      - Like libvirt, the host accepts DNS (udp/tcp 53) from the guests either way.
     type: bool
     default: true
   tftp:
@@ -95,15 +97,16 @@ notes:
 seealso:
   - module: hypervisor.firewall.guest_nic_filter
 author:
-  - hypervisor.firewall contributors
+  - hypervisor.firewall contributors (@hypervisor-firewall)
 """
 
 EXAMPLES = r"""
-- name: The default NAT network
+- name: The default NAT network (named after its bridge), serving DHCP like libvirt's default
   hypervisor.firewall.virt_network_fw:
     bridge: virbr0
     mode: nat
     ipv4: 192.168.122.1/24
+    dhcp: true
 
 - name: A routed network with IPv6, only via bond0
   hypervisor.firewall.virt_network_fw:

@@ -41,7 +41,7 @@ def netns():
 
 
 def run_in(ns, argv, stdin=None):
-    proc = subprocess.run(["ip", "netns", "exec", ns] + argv, input=stdin, capture_output=True, text=True)
+    proc = subprocess.run(["ip", "netns", "exec", ns] + argv, input=stdin, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, "%s failed: %s\ninput:\n%s" % (argv, proc.stderr, stdin)
     return proc.stdout
 
@@ -53,7 +53,7 @@ def saved_rules(save_text, table):
         if line.startswith("*"):
             current = line[1:]
         elif current == table and line.startswith("-A "):
-            chain, _, rule = line[3:].partition(" ")
+            chain, sep, rule = line[3:].partition(" ")
             rules.setdefault(chain, []).append(rule)
     return rules
 
@@ -73,5 +73,5 @@ def test_roundtrip(case, netns):
         live = saved_rules(run_in(netns, [save_bin]), table)
         for name, chain in state.chains.items():
             assert live.get(name, []) == list(chain.rules), "%s %s chain %s" % (tool, table, name)
-        for builtin in {b for b, _ in state.hooks}:
+        for builtin in {b for b, rule in state.hooks}:
             assert live.get(builtin, []) == list(state.hooks_of(builtin)), "%s %s %s" % (tool, table, builtin)

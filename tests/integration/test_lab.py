@@ -131,7 +131,7 @@ def test_dhcp_discover_addresses():
 
 
 def test_markers_are_unique():
-    markers = {F.new_marker() for _ in range(1000)}
+    markers = {F.new_marker() for i in range(1000)}
     assert len(markers) == 1000
 
 
@@ -187,7 +187,7 @@ def test_socket_opening_returns_the_thread_to_its_namespace(lab):
     assert os.stat("/proc/thread-self/ns/net").st_ino == before
     with in_netns(lab.hv):
         assert os.stat("/proc/thread-self/ns/net").st_ino != before
-        assert "br0" in {name for _, name in socket.if_nameindex()}
+        assert "br0" in {name for index, name in socket.if_nameindex()}
 
 
 @needs_root

@@ -203,3 +203,53 @@ def test_watcher_heals_a_flushed_ruleset_by_itself(host, tmp_path, mode):
     assert rc == 0, output
     assert output.count("restored from the store") == 2, output
     assert ("(polling only)" in output) == (mode == "polling")
+
+
+ROLE_PLAY = """
+- hosts: all
+  gather_facts: false
+  roles:
+    - role: hypervisor.firewall.reapply
+      vars:
+        reapply_state: "{{ state }}"
+        reapply_prefix: "{{ prefix }}"
+        reapply_python: "{{ python }}"
+        reapply_config_dir: "{{ hfw_config_dir }}"
+        reapply_lock_file: "{{ hfw_lock_file }}"
+        reapply_install_packages: false
+        reapply_manage_systemd: false
+"""
+
+
+def test_role_installs_a_working_command_and_removes_it(host, tmp_path):
+    from ansible_run import host_vars, run_playbook
+    lab, params, expected = host
+    prefix = tmp_path / "prefix"
+    hostvars = dict(host_vars(lab.hv, str(tmp_path)), hfw_config_dir=params["config_dir"],
+                    hfw_lock_file=params["lock_file"])
+    inventory = {"hypervisors": {lab.hv: hostvars}}
+
+    def play(state):
+        proc, recap = run_playbook(str(tmp_path), ROLE_PLAY, inventory,
+                                   extra_vars=dict(state=state, prefix=str(prefix), python=sys.executable))
+        assert proc.returncode == 0 and recap[lab.hv]["failed"] == 0, proc.stdout + proc.stderr
+        return recap[lab.hv]["changed"]
+
+    assert play("present") > 0
+    command = prefix / "sbin" / "hypervisor-firewall-reapply"
+    engine = prefix / "lib" / "hypervisor-firewall" / "module_utils"
+    assert command.read_text().startswith("#!%s\n" % sys.executable) and os.access(command, os.X_OK)
+    assert (engine / "_reapply.py").exists() and not (engine / "_module.py").exists()
+    (engine / "_gone_in_this_version.py").write_text("")
+    assert play("present") == 1, "a second run may only remove the stale engine file"
+    assert not (engine / "_gone_in_this_version.py").exists()
+
+    restart_flush(lab)
+    done = lab.exec("hv", [str(command), "--config-dir", params["config_dir"], "--lock-file", params["lock_file"]],
+                    check=False)
+    assert done.returncode == 0 and done.stdout.startswith("restored from the store"), done.stderr
+    assert owned_lines(lab) == expected
+
+    assert play("absent") > 0
+    assert not command.exists() and not (prefix / "lib" / "hypervisor-firewall").exists()
+    assert owned_lines(lab) == expected, "removing the command must leave the rules alone"

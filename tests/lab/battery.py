@@ -240,7 +240,7 @@ def _collect(watch, timeout):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return seen
-        readable, _, _ = select.select(list(watch), [], [], remaining)
+        readable, writable, exceptional = select.select(list(watch), [], [], remaining)
         for sock in readable:
             is_packet, wanted = watch[sock]
             for data in _drain(sock, is_packet):

@@ -8,6 +8,7 @@ never rely on padding). Receivers look for the marker with ``marker in frame``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import os
@@ -163,14 +164,14 @@ def ipv4(src_mac, dst_mac, src_ip, dst_ip, proto, l4, vlan=None, ttl=64):
 
 
 def ipv4_udp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, marker, vlan=None, ttl=64):
-    pseudo = lambda proto, length: _pseudo_v4(src_ip, dst_ip, proto, length)  # noqa: E731
+    pseudo = functools.partial(_pseudo_v4, src_ip, dst_ip)
     return ipv4(src_mac, dst_mac, src_ip, dst_ip, PROTO_UDP,
                 udp_segment(pseudo, sport, dport, marker), vlan=vlan, ttl=ttl)
 
 
 def ipv4_tcp_syn(src_mac, dst_mac, src_ip, dst_ip, sport, dport, marker):
     """A SYN carrying the marker as data (legal TCP; receivers see it before any handshake)."""
-    pseudo = lambda proto, length: _pseudo_v4(src_ip, dst_ip, proto, length)  # noqa: E731
+    pseudo = functools.partial(_pseudo_v4, src_ip, dst_ip)
     return ipv4(src_mac, dst_mac, src_ip, dst_ip, PROTO_TCP,
                 tcp_segment(pseudo, sport, dport, marker))
 
@@ -189,13 +190,13 @@ def ipv6(src_mac, dst_mac, src_ip, dst_ip, next_header, l4, hop_limit=64, vlan=N
 
 
 def ipv6_udp(src_mac, dst_mac, src_ip, dst_ip, sport, dport, marker):
-    pseudo = lambda proto, length: _pseudo_v6(src_ip, dst_ip, proto, length)  # noqa: E731
+    pseudo = functools.partial(_pseudo_v6, src_ip, dst_ip)
     return ipv6(src_mac, dst_mac, src_ip, dst_ip, PROTO_UDP,
                 udp_segment(pseudo, sport, dport, marker))
 
 
 def ipv6_icmp_echo(src_mac, dst_mac, src_ip, dst_ip, marker, ident=0x4846, seq=1):
-    pseudo = lambda proto, length: _pseudo_v6(src_ip, dst_ip, proto, length)  # noqa: E731
+    pseudo = functools.partial(_pseudo_v6, src_ip, dst_ip)
     return ipv6(src_mac, dst_mac, src_ip, dst_ip, PROTO_ICMPV6,
                 _icmp_echo(ICMPV6_ECHO_REQUEST, ident, seq, marker, pseudo))
 
@@ -209,7 +210,7 @@ def ipv6_neighbor_solicit(src_mac, src_ip, target_ip, marker):
     """NS for ``target_ip`` to its solicited-node group, with a source link-layer option.
     The marker follows as an unknown ND option (type 250), which receivers must ignore."""
     group = solicited_node(target_ip)
-    pseudo = lambda proto, length: _pseudo_v6(src_ip, group, proto, length)  # noqa: E731
+    pseudo = functools.partial(_pseudo_v6, src_ip, group)
     option = struct.pack("!BB", 1, 1) + mac_bytes(src_mac)
     blob = marker + b"\0" * (-(len(marker) + 2) % 8)
     extra = struct.pack("!BB", 250, (len(blob) + 2) // 8) + blob

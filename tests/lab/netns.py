@@ -208,7 +208,7 @@ class Lab:
         proc = subprocess.run(full, input=input, capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
             raise LabError("%s failed (rc=%d): %s" % (" ".join(full), proc.returncode,
-                                                     proc.stderr.strip()))
+                                                      proc.stderr.strip()))
         return proc
 
     def _ip(self, ns, *args):

@@ -41,7 +41,7 @@ def test_check_mode_never_restores():
 def test_apply_then_nothing_to_do():
     runner = FakeRunner(sims())
     assert _apply.converge(desired(), runner).changed
-    assert [tool for tool, _ in runner.restores] == ["eb", "ip4", "ip6"]
+    assert [tool for tool, payload in runner.restores] == ["eb", "ip4", "ip6"]
     runner.restores.clear()
     assert not _apply.converge(desired(), runner).changed
     assert runner.restores == []
@@ -55,7 +55,7 @@ def test_a_later_failure_restores_the_earlier_tools():
     runner.restores.clear()
     with pytest.raises(ApplyError) as err:
         _apply.converge(desired("-j RETURN"), runner)
-    assert [tool for tool, _ in runner.restores] == ["eb", "ip4", "ip6", "ip4", "eb"]
+    assert [tool for tool, payload in runner.restores] == ["eb", "ip4", "ip6", "ip4", "eb"]
     assert {tool: sim.save() for tool, sim in runner.sims.items()} == before
     ctx = err.value.context
     assert (ctx["tool"], ctx["line"], ctx["rolled_back"]) == ("ip6", 2, ["eb", "ip4"])
@@ -66,7 +66,7 @@ def test_a_first_failure_changes_nothing():
     runner = FakeRunner(sims(), fail_on={"eb"})
     with pytest.raises(ApplyError, match="nothing was changed"):
         _apply.converge(desired(), runner)
-    assert [tool for tool, _ in runner.restores] == ["eb"]
+    assert [tool for tool, payload in runner.restores] == ["eb"]
 
 
 def test_read_back_difference_is_a_converge_error():

@@ -58,14 +58,14 @@ def test_fixture_parses_into_model():
 
 
 def test_fixture_formats_to_reviewed_canonical_xml():
-    flt, _ = fx.parse_filter_xml(fixture("web-guest.xml"))
+    flt, warnings = fx.parse_filter_xml(fixture("web-guest.xml"))
     assert fx.format_filter_xml(flt) == fixture("web-guest.canonical.xml")
 
 
 def test_chain_and_priority():
-    flt, _ = fx.parse_filter_xml("<filter name='a' chain='arp-ip' priority='-510'/>")
+    flt, warnings = fx.parse_filter_xml("<filter name='a' chain='arp-ip' priority='-510'/>")
     assert (flt.chain, flt.priority) == ("arp-ip", -510)
-    flt, _ = fx.parse_filter_xml("<filter name='a' chain='ipv4'/>")
+    flt, warnings = fx.parse_filter_xml("<filter name='a' chain='ipv4'/>")
     assert (flt.chain, flt.priority) == ("ipv4", None)
     assert schema.chain_priority(flt.chain, flt.priority) == -700
     assert fx.format_filter_xml(flt) == "<filter name='a' chain='ipv4'>\n</filter>\n"
@@ -121,12 +121,12 @@ def test_error_names_filter_rule_and_attribute():
     "<ip protocol='$PROTO' dstportstart='22'/>",
 ])
 def test_ports_with_port_protocol_are_accepted(body):
-    flt, _ = fx.parse_filter_xml(rule_xml(body))
+    flt, warnings = fx.parse_filter_xml(rule_xml(body))
     assert flt.rules[0].protocol in ("ip", "ipv6")
 
 
 def test_variables_are_stored_as_written():
-    flt, _ = fx.parse_filter_xml(rule_xml("<tcp srcipaddr='$IP[2]' dstportstart='$PORTS[@1]'/>"))
+    flt, warnings = fx.parse_filter_xml(rule_xml("<tcp srcipaddr='$IP[2]' dstportstart='$PORTS[@1]'/>"))
     assert flt.rules[0].matches[0].attrs == (("srcipaddr", "$IP[2]"),
                                              ("dstportstart", "$PORTS[@1]"))
 
@@ -175,7 +175,7 @@ def test_lenient_document_warns_like_libvirt_ignores():
     "<uuid>5c6d49af-b071-6127-b4ec-6f8ed4b55336</uuid></filter>",
 ])
 def test_strict_turns_each_leniency_into_an_error(doc):
-    _, warnings = fx.parse_filter_xml(doc)
+    flt, warnings = fx.parse_filter_xml(doc)
     assert len(warnings) == 1
     with pytest.raises(FilterXMLError, match="strict"):
         fx.parse_filter_xml(doc, strict=True)
@@ -218,9 +218,9 @@ def test_undefined_entity_is_an_error():
 
 def test_bytes_with_declared_encoding():
     doc = "<?xml version='1.0' encoding='ISO-8859-1'?><filter name='caf\xe9'/>"
-    flt, _ = fx.parse_filter_xml(doc.encode("latin-1"))
+    flt, warnings = fx.parse_filter_xml(doc.encode("latin-1"))
     assert flt.name == "caf\xe9"
-    flt, _ = fx.parse_filter_xml(doc)  # str input: the declaration is overridden
+    flt, warnings = fx.parse_filter_xml(doc)  # str input: the declaration is overridden
     assert flt.name == "caf\xe9"
 
 
@@ -228,7 +228,7 @@ def test_bytes_with_declared_encoding():
 
 
 def test_dict_form_shape():
-    flt, _ = fx.parse_filter_xml(fixture("web-guest.xml"))
+    flt, warnings = fx.parse_filter_xml(fixture("web-guest.xml"))
     data = fx.filter_to_dict(flt)
     assert data["entries"][0] == {"filterref": {"filter": "clean-traffic", "parameters": [
         {"name": "IP", "value": "10.0.0.2"}, {"name": "IP", "value": "10.0.0.3"}]}}
@@ -352,7 +352,7 @@ def test_shipped_filter_round_trips(path):
                          ids=os.path.basename)
 def test_canonical_xml_passes_libvirt_schema(path, tmp_path):
     with open(path, encoding="utf-8") as handle:
-        flt, _ = fx.parse_filter_xml(handle.read())
+        flt, warnings = fx.parse_filter_xml(handle.read())
     out = tmp_path / "filter.xml"
     out.write_text(fx.format_filter_xml(flt), encoding="utf-8")
     result = _validate(str(out), "nwfilter")

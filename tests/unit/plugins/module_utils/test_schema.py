@@ -24,11 +24,11 @@ def test_l2_protocols():
 
 
 def test_attribute_order_follows_libvirt():
-    names = [name for name, _ in schema.PROTOCOLS["ip"]]
+    names = [name for name, datatype in schema.PROTOCOLS["ip"]]
     assert names == ["srcmacaddr", "srcmacmask", "dstmacaddr", "dstmacmask", "srcipaddr",
                      "srcipmask", "dstipaddr", "dstipmask", "protocol", "srcportstart",
                      "srcportend", "dstportstart", "dstportend", "dscp", "comment"]
-    tcp = [name for name, _ in schema.PROTOCOLS["tcp"]]
+    tcp = [name for name, datatype in schema.PROTOCOLS["tcp"]]
     assert tcp[:3] == ["srcmacaddr", "srcipaddr", "srcipmask"]
     assert tcp[-3:] == ["option", "flags", "comment"]
 
@@ -201,7 +201,7 @@ def test_unknown_attribute_and_protocol():
 
 def test_every_attribute_has_a_validator():
     for protocol, attrs in schema.PROTOCOLS.items():
-        assert len({name for name, _ in attrs}) == len(attrs), protocol
+        assert len({name for name, datatype in attrs}) == len(attrs), protocol
         for name, datatype in attrs:
             assert datatype in schema._CANON, (protocol, name)
 

@@ -11,6 +11,7 @@ import stat
 import pytest
 import yaml
 
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _netfw, _store
@@ -152,10 +153,11 @@ def test_absent_of_an_unknown_network_claims_nothing(tmp_path):
 @pytest.mark.parametrize("mode, zone", [("nat", "'libvirt' zone"), ("route", "'libvirt-routed' zone"),
                                         ("isolated", "'libvirt' zone"), ("open", "mode open")])
 def test_firewalld_warning_names_the_zone(tmp_path, mode, zone):
-    options = dict(NAT, mode=mode)
-    result = _actions.virt_network_fw(params(tmp_path, **options), False, runner=HostFake(firewalld=True))
+    options = params(tmp_path, **NAT)
+    options["mode"] = mode
+    result = _actions.virt_network_fw(dict(options), False, runner=HostFake(firewalld=True))
     assert [w for w in result["warnings"] if "firewalld" in w and zone in w and "br0" in w]
-    quiet = _actions.virt_network_fw(params(tmp_path, **options), False, runner=HostFake())
+    quiet = _actions.virt_network_fw(dict(options), False, runner=HostFake())
     assert not [w for w in quiet["warnings"] if "firewalld" in w]
 
 
@@ -192,8 +194,9 @@ def test_firewalld_probe(tmp_path):
     assert HostRunner(path=str(tmp_path)).firewalld_running() is True
 
 
-def run_main(monkeypatch, capsys, args, runner):
+def run_main(monkeypatch, capsys, args, runner, warned=None):
     monkeypatch.setattr(_actions, "Runner", lambda: runner)
+    monkeypatch.setattr(AnsibleModule, "warn", lambda self, msg: (warned if warned is not None else []).append(msg))
     with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
@@ -202,9 +205,11 @@ def run_main(monkeypatch, capsys, args, runner):
 
 def test_main_defaults_name_and_warns(tmp_path, monkeypatch, capsys):
     base = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"))
-    out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), HostFake(firewalld=True))
+    warned = []
+    out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), HostFake(firewalld=True),
+                   warned)
     assert out["changed"] and out["network"]["name"] == "br0" and out["network"]["dhcp"] is False
-    assert "'libvirt' zone" in json.dumps(out["warnings"])
+    assert [w for w in warned if "'libvirt' zone" in w]
     out = run_main(monkeypatch, capsys, dict(base, name="br0", state="absent"), HostFake())
     assert out["changed"] and "failed" not in out
 

@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Faults in the middle of a module run (simulated kernel): store and kernel move together."""
+
+import errno
+import os
+
+import pytest
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _store
+from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError, StoreError, ToolMissingError
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
+
+NEW_NIC = dict(portdev="vnet2", mac="52:54:00:00:00:22", filter="web-in", parameters={"IP": "192.0.2.22"})
+
+
+@pytest.fixture
+def world(tmp_path):
+    root, host = str(tmp_path), H.FakeHost()
+    H.populate(root, host)
+    host.restores.clear()
+    return root, host
+
+
+def test_last_tool_rejects_everything_rolls_back(world):
+    root, host = world
+    before = H.snapshot(root, host)
+    host.fail_on = {"ip6"}
+    with pytest.raises(ApplyError, match="rolled back"):
+        _actions.guest_nic_filter(H.nic_params(root, **NEW_NIC), False, host)
+    assert [tool for tool, _ in host.restores][:3] == ["eb", "ip4", "ip6"]
+    assert H.snapshot(root, host) == before
+
+
+def test_missing_tool_is_reported_before_anything_changes(world):
+    root, host = world
+    before = H.snapshot(root, host)
+    host.missing = {"eb"}
+    with pytest.raises(ToolMissingError):
+        _actions.guest_nic_filter(H.nic_params(root, **NEW_NIC), False, host)
+    assert host.restores == [] and H.snapshot(root, host) == before
+
+
+@pytest.mark.parametrize("failing_call", [1, 2])
+def test_store_write_failure_changes_nothing(world, monkeypatch, failing_call):
+    root, host = world
+    before = H.snapshot(root, host)
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == failing_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(_store.os, "replace", replace)
+    with pytest.raises(StoreError, match="No space left"):
+        _actions.guest_nic_filter(H.nic_params(root, bindings=[NEW_NIC, dict(NEW_NIC, portdev="vnet9")]), False, host)
+    monkeypatch.setattr(_store.os, "replace", real)
+    assert host.restores == [] and H.snapshot(root, host) == before
+
+
+def test_failed_first_network_leaves_no_networks_dir(tmp_path):
+    # networks/ existing means "the LIBVIRT_* chains are ours": a rolled-back run must not leave it
+    root, host = str(tmp_path), H.FakeHost()
+    host.fail_on = {"ip4"}
+    with pytest.raises(ApplyError):
+        _actions.virt_network_fw(H.net_params(root), False, host)
+    assert not os.path.exists(os.path.join(root, "store"))
+
+
+def test_read_only_store_changes_nothing(world):
+    root, host = world
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    before = H.snapshot(root, host)
+    os.chmod(os.path.join(root, "store", "filters"), 0o555)
+    try:
+        with pytest.raises(StoreError):
+            _actions.nwfilter(H.filter_params(root, xml="<filter name='fresh'/>"), False, host)
+    finally:
+        os.chmod(os.path.join(root, "store", "filters"), 0o755)
+    assert H.snapshot(root, host) == before
