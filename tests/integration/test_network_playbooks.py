@@ -19,7 +19,6 @@ import re
 import select
 import shutil
 import socket
-import sys
 import uuid
 
 import pytest

@@ -54,7 +54,7 @@ def parse_unit(text):
         if line.startswith("["):
             current = sections.setdefault(line.strip("[]"), {})
             continue
-        key, _, value = line.partition("=")
+        key, sep, value = line.partition("=")
         current.setdefault(key, []).append(value)
     return sections
 

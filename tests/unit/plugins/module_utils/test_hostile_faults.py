@@ -29,7 +29,7 @@ def test_last_tool_rejects_everything_rolls_back(world):
     host.fail_on = {"ip6"}
     with pytest.raises(ApplyError, match="rolled back"):
         _actions.guest_nic_filter(H.nic_params(root, **NEW_NIC), False, host)
-    assert [tool for tool, _ in host.restores][:3] == ["eb", "ip4", "ip6"]
+    assert [tool for tool, payload in host.restores][:3] == ["eb", "ip4", "ip6"]
     assert H.snapshot(root, host) == before
 
 

@@ -22,7 +22,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
 # a message "says how to fix" when it gives an instruction or states the valid form
-FIX = re.compile(r"out of range -?\d|is not an? [\w$]|is not (1 to|MASK)|longer than|\b(use|remove|give|add|set|define|rename|move|write|drop|fix|install|name|point|"
+FIX = re.compile(r"out of range -?\d|is not an? [\w$]|is not (1 to|MASK)|longer than|\b(use|remove|give|add|set|define|rename|"
+                 r"move|write|drop|fix|install|name|point|"
                  r"expected|must|needs?|only|not accepted|did you mean|wait|split|shorten)\b", re.I)
 MAC = "52:54:00:00:00:20"
 
@@ -181,7 +182,7 @@ for number, value in enumerate(("not-a-uuid", "1234", "11111111-2222-3333-4444-5
 case("uuid-conflict", nwfilter(xml="<filter name='allow-arp'><uuid>11111111-2222-3333-4444-555555555555</uuid></filter>"),
      (StoreError,), "allow-arp")
 for number, (pname, pvalue) in enumerate((("I P", "1"), ("IP", "1 2"), ("IP", "a\nb"), ("$X", "1"), ("IP", ""),
-                                           ("IP", "$(reboot)"), ("IP", "1;2"))):
+                                          ("IP", "$(reboot)"), ("IP", "1;2"))):
     case("filterref-param-%d" % number,
          nwfilter(definition={"name": "p", "entries": [{"filterref": {"filter": "clean-traffic", "parameters": [
              {"name": pname, "value": pvalue}]}}]}), (FilterXMLError,), "parameter")
@@ -194,12 +195,12 @@ for number, name in enumerate(("..x", "a b", "x" * 129, "a\nb", "-j ACCEPT")):
 
 V_FILTER = rule_xml("uses-v", "<ip srcipaddr='$V[2]'/><ip dstipaddr='$W[@1]'/>")
 for number, params in enumerate(({}, {"V": []}, {"V": ["10.0.0.1", "10.0.0.2"], "W": "10.0.0.3"},
-                                  {"W": "10.0.0.3"}, {"V": ["10.0.0.1"] * 2 + ["fe80::1"], "W": "1.1.1.1"})):
+                                 {"W": "10.0.0.3"}, {"V": ["10.0.0.1"] * 2 + ["fe80::1"], "W": "1.1.1.1"})):
     case("var-%d" % number, nic(portdev="vnet2", mac=MAC, filter="uses-v", parameters=params),
          (VariableError, ResolveError), "vnet2", setup=(nwfilter(xml=V_FILTER),))
 case("var-iterator-too-big", nwfilter(xml=rule_xml("it", "<ip srcipaddr='$V[@1001]'/>")), (FilterXMLError,), "it")
 for number, params in enumerate(({"IP": "fe80::1"}, {"IP": "10.0.0.1 -j ACCEPT"}, {"IP": "10.0.0.1\nCOMMIT"},
-                                  {"IP": ""}, {"IP": [None]}, {"IP": [{"a": 1}]}, {"IP": "0x0a000001"})):
+                                 {"IP": ""}, {"IP": [None]}, {"IP": [{"a": 1}]}, {"IP": "0x0a000001"})):
     case("clean-traffic-ip-%d" % number, nic(portdev="vnet2", mac=MAC, filter="clean-traffic", parameters=params),
          (ResolveError, FilterXMLError), "vnet2")
 case("explosion", nic(portdev="vnet2", mac=MAC, filter="uses-x",
@@ -237,10 +238,9 @@ for number, dev in enumerate(BAD_DEVICES):
          (DeviceNameError, FilterXMLError), "portdev")
     case("portdev-absent-%d" % number, nic(portdev=dev, state="absent"), (DeviceNameError,), "portdev")
     if isinstance(dev, str) and dev and "\x00" not in dev:
-        case("binding-xml-portdev-%d" % number, nic(binding_xml=(
-            "<filterbinding><portdev name='%s'/><mac address='%s'/><filterref filter='clean-traffic'/></filterbinding>"
-            % (text.replace("'", "&apos;").replace("\n", "&#10;").replace("\x00", ""), MAC))),
-             (DeviceNameError, FilterXMLError), "portdev")
+        portdev_xml = ("<filterbinding><portdev name='%s'/><mac address='%s'/><filterref filter='clean-traffic'/></filterbinding>"
+                       % (text.replace("'", "&apos;").replace("\n", "&#10;").replace("\x00", ""), MAC))
+        case("binding-xml-portdev-%d" % number, nic(binding_xml=portdev_xml), (DeviceNameError, FilterXMLError), "portdev")
     case("bridge-%d" % number, network(bridge=dev), (FilterXMLError, DeviceNameError), "bridge")
     case("forward-dev-%d" % number, network(name="fw", bridge="virbr9", ipv4="10.9.0.1/24", forward_dev=dev),
          (FilterXMLError, DeviceNameError), "forward_dev")
@@ -318,9 +318,12 @@ def config_dir_is_file(root, _host):
         handle.write("not a directory\n")
 
 
-case("config-dir-file", lambda root, host: _actions.nwfilter(
-    dict(H.filter_params(root, xml="<filter name='fresh'/>"), config_dir=os.path.join(root, "plain")), False, host),
-     (StoreError,), "plain", setup=(config_dir_is_file,))
+def nwfilter_in_plain_file(root, host):
+    params = dict(H.filter_params(root, xml="<filter name='fresh'/>"), config_dir=os.path.join(root, "plain"))
+    return _actions.nwfilter(params, False, host)
+
+
+case("config-dir-file", nwfilter_in_plain_file, (StoreError,), "plain", setup=(config_dir_is_file,))
 
 # ------------------------------------------------------------------ injection through values
 
