@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -322,7 +323,6 @@ def sender(sock, frames, stop, sent):
 
 def drops(sock):
     """Frames the kernel dropped at this packet socket because its buffer was full."""
-    import struct
     return struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
 
 

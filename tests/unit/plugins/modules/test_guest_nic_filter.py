@@ -217,11 +217,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("item, error, msg, context", BAD, ids=["unknown-filter", "bad-mac", "wildcard", "no-filter"])
-@pytest.mark.parametrize("check_mode", [False, True], ids=["apply", "check"])
+# check mode plans a binding whose filter is unknown (an earlier task may define it): not an error there
+CASES = [(check,) + case for case in BAD for check in (False, True) if not (check and case[1] is ResolveError)]
+
+
+@pytest.mark.parametrize("check_mode, item, error, msg, context", CASES)
 def test_bad_bindings_raise_exact_errors_and_change_nothing(tmp_path, host, item, error, msg, context, check_mode):
-    if check_mode and error is ResolveError:
-        pytest.skip("check mode plans bindings whose filter an earlier task of the run may define")
     before = host.dumps()
     with pytest.raises(error) as err:
         _actions.guest_nic_filter(params(tmp_path, bindings=[item]), check_mode=check_mode, runner=host)
