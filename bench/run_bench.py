@@ -122,7 +122,7 @@ class Counted:
     """Wall time, Runner.run calls and child processes of one measured call."""
 
     def __init__(self):
-        self.seconds = self.runs = self.children = 0
+        self.seconds = self.runs = self.children = self.tool_seconds = 0
 
 
 @contextlib.contextmanager
@@ -137,7 +137,11 @@ def measured():
 
     def counting_run(self, argv, data=None):
         counted.runs += 1
-        return original_run(self, argv, data)
+        start = time.perf_counter()
+        try:
+            return original_run(self, argv, data)
+        finally:
+            counted.tool_seconds += time.perf_counter() - start
 
     def counting_popen(self, *args, **kwargs):
         counted.children += 1
@@ -153,10 +157,11 @@ def measured():
 
 
 def median_of(runs, once):
-    """Run ``once()`` (returns a Counted) ``runs`` times; the median time, the last run's counts."""
+    """Run ``once()`` (returns a Counted) ``runs`` times; median times, the last run's counts."""
     results = [once() for i in range(runs)]
     last = results[-1]
     last.seconds = statistics.median(r.seconds for r in results)
+    last.tool_seconds = statistics.median(r.tool_seconds for r in results)
     return last
 
 
@@ -237,8 +242,10 @@ class Bench:
 
     def row(self, case, size, counted, base=None, note="", counts=True):
         ratio = "%.0fx" % (base / counted.seconds) if base else ""
-        runs, children = (str(counted.runs), str(counted.children)) if counts else ("", "")
-        self.rows.append((case, str(size), "%.3f" % counted.seconds, runs, children,
+        runs, children, tools = ("", "", "")
+        if counts:
+            runs, children, tools = str(counted.runs), str(counted.children), "%.3f" % counted.tool_seconds
+        self.rows.append((case, str(size), "%.3f" % counted.seconds, tools, runs, children,
                           "%.1f" % base if base else "", ratio, note))
 
     def bind_fresh(self, size, tag):
@@ -260,6 +267,21 @@ class Bench:
             counted = median_of(self.args.runs, lambda: self.bind_fresh(size, "p1")[0])
             count, seconds = base[size]
             self.row("P1 bind", size, counted, seconds, "baseline: %d commands" % count)
+        self.per_command_when_full()
+
+    def per_command_when_full(self):
+        """For scale only: a per-command NIC added once N NICs are loaded (how libvirt's last NIC fares)."""
+        size = self.conf["big"]
+        self.bind_fresh(size, "full")
+        extra = binding_items(size + self.conf["sample"])[size:]
+        argvs = [argv for argv in per_command_argvs(desired_for(extra)) if argv[0] == CMD_BIN["eb"]]
+        start = time.perf_counter()
+        for argv in argvs:
+            ns_exec(self.ns, argv)
+        per_cmd = (time.perf_counter() - start) / len(argvs)
+        self.notes.append("per-command cost with %d NICs already loaded: %.2f ms per tool run (%d ebtables "
+                          "commands for %d more NICs), for comparison with the empty-namespace figure above"
+                          % (size, per_cmd * 1000, len(argvs), len(extra)))
 
     def p2(self):
         size = self.conf["big"]
@@ -295,9 +317,9 @@ class Bench:
         self.row("P3 redefine", size, median_of(self.args.runs, once), note="all NICs rebuilt")
 
     def p4(self):
-        for case, size, _t, runs, children, _base, _ratio, note in list(self.rows):
+        for case, size, _t, _tools, runs, children, _base, _ratio, note in list(self.rows):
             if case == "P1 bind":
-                self.rows.append(("P4 procs/apply", size, "", runs, children, "", "",
+                self.rows.append(("P4 procs/apply", size, "", "", runs, children, "", "",
                                   "per-command: %s processes" % note.split()[1]))
 
     def child_argv(self, tag):
@@ -387,8 +409,8 @@ def child_apply(request):
 
 
 def format_rows(rows):
-    header = ("case", "N", "median s", "run() calls", "children", "per-command s (lower bound)", "speed-up",
-              "note")
+    header = ("case", "N", "median s", "in tools s", "run() calls", "children", "per-command s (lower bound)",
+              "speed-up", "note")
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
 
     def line(r):

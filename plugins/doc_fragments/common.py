@@ -34,6 +34,21 @@ options:
       - The task fails when the lock is still held after this many seconds.
     type: int
     default: 30
+  backend:
+    description:
+      - Which firewall backend filters guest NICs on this host.
+      - V(xtables) compiles each NIC's filters into ebtables, iptables and ip6tables chains, one
+        copy per NIC, as libvirt does.
+      - V(nftables) compiles them into one nftables table C(bridge hfw_nwfilter) whose chains are
+        shared by all NICs with the same filters; per-NIC values (MAC, IP list) live in sets keyed
+        by interface, and packets reach their chain through a verdict map. Only layer 2 rules
+        (mac, arp, rarp, ip, ipv6, vlan) are supported there yet; other rules fail with a clear
+        message.
+      - The value is kept in the store (C(config_dir/backend)) as the host's default; when not
+        given, the host's default applies, else V(xtables).
+      - Switching removes the other backend's NIC rules in the same run.
+    type: str
+    choices: [xtables, nftables]
 """
 
     ATTRIBUTES = r"""

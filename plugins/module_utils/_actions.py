@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 
 from ._errors import FilterXMLError, StoreError
+from . import _adopt
 from . import _filterxml
 from . import _names
 from . import _netfw
 from . import _ops
+from . import _backend
 from . import _resolve
 from . import _schema
 from . import _service
@@ -27,7 +29,7 @@ from ._runner import HostRunner as Runner
 def _reconcile(params, mutate, check_mode, runner):
     return _service.reconcile(
         params["config_dir"], mutate, runner or Runner(), check_mode,
-        lock_file=params["lock_file"], lock_timeout=params["lock_timeout"],
+        lock_file=params["lock_file"], lock_timeout=params["lock_timeout"], backend=params.get("backend"),
     )
 
 
@@ -119,12 +121,34 @@ def _suggest(name, names):
 
 # ---------------------------------------------------------------- guest_nic_filter
 
+def _check_target(item):
+    """A binding names its tap (portdev) or its guest (domain), never both, never neither."""
+    if bool(item.get("portdev")) == bool(item.get("domain")):
+        raise FilterXMLError(
+            "a binding needs either portdev (a fixed tap) or domain (a guest; its tap is found when it "
+            "runs), not %s (got %r)" % ("both" if item.get("portdev") else "neither", item),
+            portdev=item.get("portdev"), domain=item.get("domain"))
+    if item.get("alias") and not item.get("domain"):
+        raise FilterXMLError("alias needs domain: it names a NIC of a guest (got %r)" % (item,),
+                             portdev=item.get("portdev"))
+
+
+def check_domain_name(domain):
+    """libvirt domain names are free text; refuse only what cannot be one (and what a log line breaks on)."""
+    if not isinstance(domain, str) or not domain.strip() or len(domain) > 255 or any(
+            ord(char) < 32 for char in domain):
+        raise FilterXMLError("domain %r is not a libvirt domain name: give the name virsh list shows" % (domain,),
+                             domain=domain)
+    return domain
+
+
 def binding_from_params(item):
-    """One binding from module options (portdev, mac, filter, parameters) or binding_xml."""
+    """One binding from module options (portdev or domain [+ alias], mac, filter, parameters) or binding_xml."""
     if item.get("binding_xml"):
         binding = _filterxml.parse_binding_xml(item["binding_xml"])
     else:
-        for key in ("portdev", "mac", "filter"):
+        _check_target(item)
+        for key in ("mac", "filter"):
             if not item.get(key):
                 raise FilterXMLError("a binding needs %s (got %r)" % (key, item), portdev=item.get("portdev"))
         pairs = []
@@ -132,15 +156,18 @@ def binding_from_params(item):
             values = item["parameters"][key]
             for value in values if isinstance(values, list) else [values]:
                 pairs.append((str(key), str(value)))
+        label = item.get("portdev") or "guest %s" % item.get("domain")
         # the same checks as a <filterbinding> read back from the store: what we store must load
-        ref = _filterxml._build_filterref(item["filter"], pairs, "binding of %s" % item["portdev"])
-        binding = Binding(portdev=item["portdev"], mac=item["mac"], filter=ref.filter,
-                          parameters=ref.parameters)
-    _names.check_device(binding.portdev, "portdev")
-    mac = _canonical_mac(binding.mac, binding.portdev)
+        ref = _filterxml._build_filterref(item["filter"], pairs, "binding of %s" % label)
+        binding = Binding(portdev=item.get("portdev"), mac=item["mac"], filter=ref.filter,
+                          parameters=ref.parameters, owner_name=item.get("domain"), alias=item.get("alias"))
+    if binding.portdev is None:
+        check_domain_name(binding.owner_name)
+    else:
+        _names.check_device(binding.portdev, "portdev")
+    mac = _canonical_mac(binding.mac, binding.label)
     if mac != binding.mac:
-        binding = Binding(binding.portdev, mac, binding.filter, binding.parameters,
-                          binding.owner_name, binding.owner_uuid, binding.linkdev)
+        binding = dataclasses.replace(binding, mac=mac)
     return binding
 
 
@@ -154,22 +181,36 @@ def _canonical_mac(mac, portdev):
         )
 
 
+BINDING_KEYS = ("portdev", "domain", "alias", "mac", "filter", "parameters", "binding_xml")
+
+
+def _binding_to_remove(item):
+    """For removal only the key matters: the tap, or the guest and its NIC's MAC."""
+    if item.get("binding_xml"):
+        return binding_from_params(item)
+    if item.get("domain"):
+        _check_target(item)
+        return Binding(portdev=None, mac=_canonical_mac(item.get("mac"), "guest %s" % item["domain"]), filter="",
+                       owner_name=check_domain_name(item["domain"]))
+    return Binding(portdev=_names.check_device(item.get("portdev"), "portdev"), mac="", filter="")
+
+
 def collect_bindings(params, portdev_only=False):
-    """Bindings named by the call; for removal only their devices matter."""
+    """Bindings named by the call; for removal only their keys matter."""
     items = list(params.get("bindings") or [])
-    if params.get("portdev") is not None or params.get("binding_xml"):
-        items.append({k: params.get(k) for k in ("portdev", "mac", "filter", "parameters", "binding_xml")})
+    if params.get("portdev") is not None or params.get("domain") is not None or params.get("binding_xml"):
+        items.append({k: params.get(k) for k in BINDING_KEYS})
     if portdev_only:
-        bindings = [Binding(portdev=_names.check_device(item.get("portdev"), "portdev"), mac="", filter="")
-                    for item in items]
+        bindings = [_binding_to_remove(item) for item in items]
     else:
         bindings = [binding_from_params(item) for item in items]
     seen = set()
     for binding in bindings:
-        if binding.portdev in seen:
-            raise FilterXMLError("portdev %s is bound twice in one call: give each NIC once" % binding.portdev,
+        if binding.key in seen:
+            what = "portdev %s" % binding.portdev if binding.portdev else binding.label
+            raise FilterXMLError("%s is bound twice in one call: give each NIC once" % what,
                                  portdev=binding.portdev)
-        seen.add(binding.portdev)
+        seen.add(binding.key)
     return bindings
 
 
@@ -183,7 +224,8 @@ def guest_nic_filter(params, check_mode, runner=None):
         return gather_bindings(params, runner)
     takeover = params.get("takeover")
     if state_param == "present" and not takeover:
-        owned = set(runner.libvirt_bound_devices(_service.LIBVIRT_BINDING_DIR)) & {b.portdev for b in bindings}
+        owned = set(runner.libvirt_bound_devices(_service.LIBVIRT_BINDING_DIR)) & {b.portdev for b in bindings
+                                                                                   if b.portdev}
         if owned:
             raise StoreError(
                 "libvirtd's nwfilter driver already filters %s (see %s): set takeover=true to replace "
@@ -191,13 +233,19 @@ def guest_nic_filter(params, check_mode, runner=None):
                 devices=sorted(owned),
             )
 
+    drop_unbound = params.get("drop_unbound_taps")
+
     def mutate(state):
-        return _ops.set_bindings(state, bindings, present=state_param == "present",
-                                 exclusive=params.get("exclusive", False), check_mode=check_mode), []
+        state = _ops.set_bindings(state, bindings, present=state_param == "present",
+                                  exclusive=params.get("exclusive", False), check_mode=check_mode)
+        if drop_unbound is not None:
+            state = state.with_changes(drop_unbound_taps=bool(drop_unbound))
+        return state, []
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)
-    result["bindings"] = [_binding_dict(b) for portdev, b in sorted(outcome.after.bindings.items())]
+    result["bindings"] = [_binding_dict(b) for key, b in sorted(outcome.after.bindings.items())]
+    result["drop_unbound_taps"] = outcome.after.drop_unbound_taps
     return result
 
 
@@ -205,28 +253,36 @@ def _binding_dict(binding):
     params = {}
     for key, value in binding.parameters:
         params.setdefault(key, []).append(value)
-    return dict(portdev=binding.portdev, mac=binding.mac, filter=binding.filter,
+    item = dict(portdev=binding.portdev, mac=binding.mac, filter=binding.filter,
                 parameters={k: v[0] if len(v) == 1 else v for k, v in params.items()})
+    if binding.portdev is None:
+        item.update(domain=binding.domain, alias=binding.alias)
+    return item
 
 
 def render_bindings(params, bindings):
     """Restore payloads for a host that holds none of our chains; reads the store only."""
     state = _store.load_store(params["config_dir"])
     state = _ops.set_bindings(state.with_changes(bindings={}, networks={}), bindings)
-    desired, warnings = _service.build_desired(state, devices=None)
-    return dict(changed=False, rendered=_service.render_payloads(desired), warnings=warnings)
+    nft_out = [] if _backend.choose(params["config_dir"], params.get("backend")) == "nftables" else None
+    desired, warnings = _service.build_desired(state, devices=None, nft_out=nft_out)
+    return dict(changed=False, rendered=_service.render_payloads(desired, nft_out), warnings=warnings)
 
 
 def gather_bindings(params, runner):
     state = _store.load_store(params["config_dir"])
     live = _service.gather(runner, state)
+    placed, warnings = _service.placements(params["config_dir"], state, runner)
     out = []
-    for portdev, binding in sorted(state.bindings.items()):
-        item = _binding_dict(binding)
-        item["present"] = portdev in live["devices"]
-        item["chains"] = live["chains_by_device"].get(portdev, {})
+    for placement in placed:
+        item = _binding_dict(placement.binding)
+        # tap: where the rules are now, or why there is none ('not running', 'no device', 'unplaced')
+        item["guest"] = placement.binding.owner_name
+        item["tap"] = placement.tap or placement.status
+        item["present"] = placement.tap is not None and placement.tap in live["devices"]
+        item["chains"] = live["chains_by_device"].get(placement.tap, {}) if placement.tap else {}
         out.append(item)
-    return dict(changed=False, gathered=out)
+    return dict(changed=False, gathered=out, drop_unbound_taps=state.drop_unbound_taps, warnings=warnings)
 
 
 # ---------------------------------------------------------------- virt_network_fw
@@ -294,4 +350,26 @@ def virt_network_fw(params, check_mode, runner=None):
     result["network"] = network_dict(network) if network is not None else None
     if network is not None and runner.firewalld_running():
         result["warnings"].append(firewalld_warning(network))
+    return result
+
+
+# ---------------------------------------------------------------- libvirt_adopt
+
+def libvirt_adopt(params, check_mode, runner=None):
+    """Import libvirtd's filters, live bindings and networks and take their rules over."""
+    root = params["libvirt_root"]
+    docs = _adopt.read_documents(root, networks=params["networks"])
+    host = _adopt.import_documents(docs, params.get("binding_parameters"))
+
+    def mutate(state):
+        return _adopt.adopt(state, host, overwrite=params["overwrite"]), list(host.warnings)
+
+    # the adopted NICs are in the store from now on, so reconcile does not count them as libvirtd's
+    outcome = _service.reconcile(
+        params["config_dir"], mutate, runner or Runner(), check_mode,
+        lock_file=params["lock_file"], lock_timeout=params["lock_timeout"],
+        libvirt_binding_dir=_adopt.binding_dir(root),
+    )
+    result = _base_result(outcome)
+    result["adopted"] = host.summary()
     return result

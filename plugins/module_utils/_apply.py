@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ._errors import ApplyError, ConvergeError
-from ._names import device_of_chain, is_owned_chain
+from ._names import device_of_chain, is_fixed_hook, is_owned_chain
 from ._plan import TOOL_LABEL, Plan, plan
 from ._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
 from ._saveparse import Scope, jump_target, parse_live
@@ -60,7 +60,8 @@ def _check_desired(desired, scope):
                     chain=name, table=table, tool=tool,
                 )
         for builtin, rule in state.hooks:
-            if not is_builtin_chain(tool, table, builtin) or jump_target(rule) not in state.chains:
+            if not is_builtin_chain(tool, table, builtin) or (
+                    jump_target(rule) not in state.chains and not is_fixed_hook(tool, table, builtin, rule)):
                 raise ConvergeError(
                     "hook %r in %s %s %s must jump from a built-in chain to one of our chains: nothing "
                     "was changed" % (rule, TOOL_LABEL[tool], table, builtin),

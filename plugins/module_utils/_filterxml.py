@@ -531,7 +531,11 @@ def parse_binding_xml(text):
             owner_name = name_node.text.strip()
         if uuid_node is not None:
             owner_uuid = _canonical_uuid(uuid_node.text or "", "filterbinding owner")
-    portdev = _required_attr(_one(root, "portdev"), "portdev", "name")
+    portdev_node = _one(root, "portdev")
+    # no <portdev>: the binding follows its guest (owner name + MAC); the tap is found when it runs
+    portdev = None if portdev_node is None and owner_name else _required_attr(portdev_node, "portdev", "name")
+    alias_node = _one(root, "alias")
+    alias = None if alias_node is None else _required_attr(alias_node, "alias", "name")
     linkdev_node = _one(root, "linkdev")
     linkdev = None if linkdev_node is None else _required_attr(linkdev_node, "linkdev", "name")
     mac = _required_attr(_one(root, "mac"), "mac", "address")
@@ -545,7 +549,7 @@ def parse_binding_xml(text):
         raise FilterXMLError("filterbinding: <filterref filter='...'> is required")
     ref = _filterref_from_xml(ref_node, "filterbinding", _Notes(False))
     return Binding(portdev=portdev, mac=mac, filter=ref.filter, parameters=ref.parameters,
-                   owner_name=owner_name, owner_uuid=owner_uuid, linkdev=linkdev)
+                   owner_name=owner_name, owner_uuid=owner_uuid, linkdev=linkdev, alias=alias)
 
 
 def format_binding_xml(binding):
@@ -558,7 +562,10 @@ def format_binding_xml(binding):
         if binding.owner_uuid is not None:
             lines.append("    <uuid>%s</uuid>" % binding.owner_uuid)
         lines.append("  </owner>")
-    lines.append("  <portdev name='%s'/>" % _q(binding.portdev))
+    if binding.portdev is not None:
+        lines.append("  <portdev name='%s'/>" % _q(binding.portdev))
+    if binding.alias is not None:
+        lines.append("  <alias name='%s'/>" % _q(binding.alias))
     if binding.linkdev is not None:
         lines.append("  <linkdev name='%s'/>" % _q(binding.linkdev))
     lines.append("  <mac address='%s'/>" % _q(binding.mac))

@@ -11,11 +11,15 @@ every value concrete and canonical.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Tuple, Union
 
 # (attribute name, value as written) in schema order
 Attr = Tuple[str, str]
+# characters a store file name may not hold (see _store.OBJECT_NAME_RE)
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,51 @@ class Filter:
         return tuple(e.filter for e in self.entries if isinstance(e, FilterRef))
 
 
+def domain_key(domain: str) -> str:
+    """A libvirt domain name as a file-name-safe string (libvirt allows almost any character)."""
+    safe = _UNSAFE_KEY_CHARS.sub("_", domain)[:80]
+    if safe != domain or not safe or safe.startswith("."):
+        # a readable prefix plus a digest, so names that differ only in unsafe characters stay apart
+        safe = "%s_%s" % (safe.lstrip(".")[:70], hashlib.sha256(domain.encode()).hexdigest()[:8])
+    return safe
+
+
 @dataclass(frozen=True)
 class Binding:
-    """A filter instantiated on one guest NIC (libvirt's <filterbinding>)."""
+    """A filter instantiated on one guest NIC (libvirt's <filterbinding>).
 
-    portdev: str
+    A binding names either a fixed tap (``portdev``) or, with ``portdev`` None, a guest NIC: the
+    domain (``owner_name``) and the NIC's MAC, optionally its alias; its tap is found at apply
+    time (see _guests).
+    """
+
+    portdev: Optional[str]
     mac: str
     filter: str
     parameters: Tuple[Tuple[str, str], ...] = ()
     owner_name: Optional[str] = None
     owner_uuid: Optional[str] = None
     linkdev: Optional[str] = None
+    alias: Optional[str] = None
+
+    @property
+    def domain(self) -> Optional[str]:
+        """The libvirt domain a guest binding follows; None for a fixed-tap binding."""
+        return self.owner_name if self.portdev is None else None
+
+    @property
+    def key(self) -> str:
+        """Store key (file name stem): the tap, or DOMAIN--MAC for a guest binding."""
+        if self.portdev is not None:
+            return self.portdev
+        return "%s--%s" % (domain_key(self.owner_name or ""), self.mac.replace(":", "-"))
+
+    @property
+    def label(self) -> str:
+        """How messages name the binding."""
+        if self.portdev is not None:
+            return self.portdev
+        return "guest %s NIC %s" % (self.owner_name, self.mac)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def common_argument_spec(**extra):
         config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         lock_file=dict(type="path", default=DEFAULT_LOCK_FILE),
         lock_timeout=dict(type="int", default=30),
+        backend=dict(type="str", choices=["xtables", "nftables"]),
     )
     spec.update(extra)
     return spec

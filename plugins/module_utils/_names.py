@@ -27,6 +27,11 @@ NWF_GLOBAL = (NWF_IN, NWF_OUT, NWF_IN_POST, NWF_HOST_IN)
 NET_FILTER_CHAINS = ("LIBVIRT_INP", "LIBVIRT_OUT", "LIBVIRT_FWX", "LIBVIRT_FWI", "LIBVIRT_FWO")
 NET_PRT = "LIBVIRT_PRT"
 
+# our one fixed rule in a built-in chain (guest_nic_filter drop_unbound_taps): it jumps to no chain
+# of ours, so it is recognised by its exact text; a wildcard is safe here because we wrote it
+UNBOUND_TAP_DROP = "-i vnet+ -j DROP"
+FIXED_HOOKS = frozenset({("eb", "nat", "PREROUTING", UNBOUND_TAP_DROP)})
+
 _OWNED = {
     "eb": re.compile(r"^(libvirt-[IOJP]-[A-Za-z0-9_.-]{1,15}|[IOJP]-[A-Za-z0-9_.-]{1,15}-[A-Za-z0-9_.:-]{1,12})$"),
     "ip": re.compile(r"^(F[IOJP]-[A-Za-z0-9_.-]{1,15}|H[IJ]-[A-Za-z0-9_.-]{1,15}|libvirt-(in|out|in-post|host-in))$"),
@@ -88,3 +93,8 @@ def device_of_chain(name):
         return match.group(1)
     match = re.match(r"^[IOJP]-([A-Za-z0-9_.-]{1,15}?)-(?:mac|vlan|stp|arp|rarp|ipv4|ipv6)[A-Za-z0-9_.:-]*$", name)
     return match.group(1) if match else None
+
+
+def is_fixed_hook(tool, table, builtin, rule):
+    """True for a rule in a built-in chain that is ours although it jumps to none of our chains."""
+    return (tool, table, builtin, rule) in FIXED_HOOKS

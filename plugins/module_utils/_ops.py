@@ -49,7 +49,7 @@ def undefine_filter(state, name):
         return state
     referrers = sorted(f.name for f in state.filters.values() if f.name != name and name in f.references)
     users_of_name = set(_resolve.dependants(state.filters, name)) | {name}
-    bound = sorted(dev for dev, b in state.bindings.items() if b.filter in users_of_name)
+    bound = sorted(b.label for b in state.bindings.values() if b.filter in users_of_name)
     if referrers or bound:
         users = ["filter '%s'" % r for r in referrers] + ["binding on %s" % d for d in bound]
         raise ResolveError(
@@ -72,17 +72,17 @@ def set_bindings(state, bindings, present=True, exclusive=False, check_mode=Fals
     current = dict(state.bindings)
     named = set()
     for binding in bindings:
-        named.add(binding.portdev)
+        named.add(binding.key)
         if present:
             if binding.filter not in state.filters and not check_mode:
                 raise ResolveError(
                     "binding of %s uses filter '%s', which is not defined on this host: define it "
-                    "first (e.g. with the default_filters role)" % (binding.portdev, binding.filter),
+                    "first (e.g. with the default_filters role)" % (binding.label, binding.filter),
                     portdev=binding.portdev,
                 )
-            current[binding.portdev] = binding
+            current[binding.key] = binding
         else:
-            current.pop(binding.portdev, None)
+            current.pop(binding.key, None)
     if exclusive:
         current = {dev: b for dev, b in current.items() if dev in named and present}
     return state.with_changes(bindings=current)

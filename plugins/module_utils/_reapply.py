@@ -193,7 +193,8 @@ class Watcher:
         state = outcome.after
         foreign = frozenset(self.runner.libvirt_bound_devices(_service.LIBVIRT_BINDING_DIR))
         self.scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign)
-        self.desired, _warnings = _service.build_desired(state, self.runner.list_devices())
+        links, runtime, _warnings = _service.host_view(self.args.config_dir, state, self.runner)
+        self.desired, _warnings = _service.build_desired(state, links=links, runtime=runtime)
         return outcome
 
     def drifted(self):

@@ -386,13 +386,13 @@ def instantiate(binding: Binding, filters: Mapping[str, Filter]) -> Instantiatio
     """Flatten the binding's filter tree into ordered, concrete rule instances."""
     root = filters.get(binding.filter)
     if root is None:
-        raise _unknown(binding.filter, "the binding of '%s'" % binding.portdev, filters)
+        raise _unknown(binding.filter, "the binding of '%s'" % binding.label, filters)
     variables = variables_from(binding.parameters)
     variables.setdefault("MAC", (binding.mac,))
     flat: list = []
     used: set = set()
     _flatten(filters, root, variables, (root.name,), flat, used)
-    _check_variables(flat, binding.portdev)
+    _check_variables(flat, binding.label)
     canon = _Canon()
     instances: List[RuleInstance] = []
     for flt, rule, rule_vars in flat:

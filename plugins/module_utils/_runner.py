@@ -85,6 +85,14 @@ class Runner:
         restore_bin = self._binary(TOOLS[tool][1], tool)
         return self.run([restore_bin] + _RESTORE_OPTS[tool], data=payload)
 
+    def nft(self, args, data=None):
+        """(rc, stdout, stderr) of ``nft ARGS`` (the nftables backend); ToolMissingError without nft."""
+        found = shutil.which("nft", path=self.path)
+        if found is None:
+            raise ToolMissingError("nft is not installed (not found in PATH): install the package 'nftables' "
+                                   "or use backend 'xtables'", binary="nft", package="nftables")
+        return self.run([found] + list(args), data=data)
+
     def start_monitor(self):
         """A running ``nft monitor`` (Popen, one line per ruleset event on stdout), or None when nft
         is not installed.  Only a hint to look sooner: the caller still compares the *-save output."""
@@ -130,6 +138,24 @@ def _listdir(path):
         return []
 
 
+def parse_ip_link(text):
+    """{device: lower-case MAC or None} from ``ip -o link show`` output."""
+    links = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) < 3:
+            continue
+        name = parts[1].strip().split("@", 1)[0]
+        words = parts[2].split()
+        mac = None
+        for kind, value in zip(words, words[1:]):
+            if kind == "link/ether":
+                mac = value.lower()
+                break
+        links[name] = mac
+    return links
+
+
 class HostRunner(Runner):
     """A Runner that also answers questions about the host it runs on."""
 
@@ -144,6 +170,13 @@ class HostRunner(Runner):
             if len(parts) >= 2:
                 devices.add(parts[1].strip().split("@", 1)[0])
         return devices
+
+    def list_links(self):
+        """{device: MAC or None} of the host's devices (``ip -o link``; None for devices without one)."""
+        rc, out, err = self.run(["ip", "-o", "link", "show"])
+        if rc != 0:
+            raise ApplyError("ip link show failed (rc %d): %s" % (rc, err.strip()), rc=rc, stderr=err)
+        return parse_ip_link(out)
 
     def libvirt_bound_devices(self, binding_dir):
         """Devices whose filters libvirtd's own nwfilter driver applies (its binding files)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 from ._errors import SaveParseError
-from ._names import device_of_chain, is_owned_chain
+from ._names import device_of_chain, is_fixed_hook, is_owned_chain
 from ._ruleset import TOOLS, Chain, Ruleset, TableState, is_builtin_chain
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]$")
@@ -172,7 +172,7 @@ def _owned_state(tool, parsed, scope, positions):
             rules[chain].append(rule)
         elif is_builtin_chain(tool, parsed.name, chain):
             seen[chain] = seen.get(chain, 0) + 1
-            if jump_target(rule) in rules:
+            if jump_target(rule) in rules or is_fixed_hook(tool, parsed.name, chain, rule):
                 hooks.append((chain, rule))
                 key = (tool, parsed.name, chain)
                 positions[key] = positions.get(key, ()) + (seen[chain],)

@@ -11,15 +11,19 @@ any drift of chains we own is healed by whichever writer runs next.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List
 
 from ._errors import EngineError, ResolveError, StoreError
 from . import _apply
+from . import _backend
+from . import _compile_nft
 from . import _compile_xt
+from . import _guests
 from . import _names
 from . import _netfw
 from . import _resolve
+from . import _runtime
 from . import _store
 from ._ruleset import merge_rulesets
 
@@ -40,34 +44,46 @@ class Outcome:
     after: object = None
     payloads: dict = field(default_factory=dict)
     changed_chains: List[str] = field(default_factory=list)
+    nft_notes: List[str] = field(default_factory=list)
 
 
-def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=False, resolved=None):
+def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=False, resolved=None,
+                  links=None, runtime=None, nft_out=None):
     """Compile the whole desired ruleset from a store state.
+
+    ``nft_out``: a list when the nftables backend filters the NICs: their rules are compiled by
+    _compile_nft and appended to it (an NftDesired) instead of going into the xtables ruleset.
 
     ``devices``: names of the network devices present on the host, or None to treat every bound
     device as present (rendered output).  A binding whose device is absent gets no rules: the
     name may later be given to another guest, which must never inherit these rules.
-    ``resolved``: instantiations already computed by check_bindings_resolve, by device.
+    ``links`` (device -> MAC) replaces ``devices`` where MACs are known; ``runtime`` is the qemu
+    hook's map of running guests.  Both place the bindings that follow guests (see _guests).
+    ``resolved``: instantiations already computed by check_bindings_resolve, by binding key.
     """
     resolved = resolved or {}
-    warnings = []
+    if links is None and devices is not None:
+        links = {dev: None for dev in devices}
+    placements, warnings = _guests.place_bindings(state.bindings, runtime or {}, links)
     instantiations = []
-    for portdev in sorted(state.bindings):
-        binding = state.bindings[portdev]
-        if devices is not None and portdev not in devices:
-            warnings.append(
-                "binding for %s stored, but no device %s exists: no rules were installed for it"
-                % (portdev, portdev)
-            )
+    for placement in placements:
+        if placement.tap is None:
             continue
         try:
-            instantiations.append(resolved.get(portdev) or _resolve.instantiate(binding, state.filters))
+            inst = resolved.get(placement.key) or _resolve.instantiate(placement.binding, state.filters)
         except EngineError as exc:
             if not skip_unresolvable:
                 raise
-            warnings.append("check mode: the rules of %s cannot be computed yet (%s)" % (portdev, exc.msg))
+            warnings.append("check mode: the rules of %s cannot be computed yet (%s)"
+                            % (placement.binding.label, exc.msg))
+            continue
+        instantiations.append(replace(inst, portdev=placement.tap))
+    if nft_out is not None:
+        nft_out.append(_compile_nft.compile_nics(instantiations))
+        instantiations = []
     nics = _compile_xt.compile_nics(instantiations)
+    if state.drop_unbound_taps:
+        nics = _guests.add_unbound_drop(nics, _guests.placed_taps(placements))
     networks = _netfw.compile_networks([state.networks[name] for name in sorted(state.networks)])
     # nwfilter's FORWARD jumps first, then the networks' (see docs/design.md: ordering)
     return merge_rulesets([nics, networks]), warnings
@@ -93,19 +109,50 @@ def check_bindings_resolve(state: _store.StoreState):
     Returns the instantiations by device, so build_desired need not resolve them a second time.
     """
     resolved = {}
-    for portdev in sorted(state.bindings):
+    for key in sorted(state.bindings):
+        binding = state.bindings[key]
         try:
-            resolved[portdev] = _resolve.instantiate(state.bindings[portdev], state.filters)
+            resolved[key] = _resolve.instantiate(binding, state.filters)
         except EngineError as exc:
             raise ResolveError(
-                "the change would break the binding of %s: %s" % (portdev, exc.msg),
-                portdev=portdev,
+                "the change would break the binding of %s: %s" % (binding.label, exc.msg),
+                portdev=binding.portdev, binding=key,
             )
     return resolved
 
 
+def host_view(config_dir, state, runner):
+    """(links, runtime, warnings): what placing guest bindings needs to know about the host.
+
+    MACs are read only when some binding follows a guest, so hosts (and test fakes) with fixed
+    bindings only keep asking the runner for device names alone.
+    """
+    if not any(b.portdev is None for b in state.bindings.values()):
+        return {dev: None for dev in runner.list_devices()}, {}, []
+    runtime, warnings = _runtime.load_runtime(config_dir)
+    return runner.list_links(), runtime, warnings
+
+
+def placements(config_dir, state, runner):
+    """Where each stored binding is now (a list of _guests.Placement) and warnings."""
+    links, runtime, warnings = host_view(config_dir, state, runner)
+    placed, more = _guests.place_bindings(state.bindings, runtime, links)
+    return placed, warnings + more
+
+
+def _refuse_drop_with_foreign(state, foreign):
+    """Our DROP for unbound vnet* taps stands above libvirtd's jumps: it would cut its NICs off."""
+    cut_off = sorted(dev for dev in foreign if dev.startswith("vnet"))
+    if state.drop_unbound_taps and cut_off:
+        raise StoreError(
+            "drop_unbound_taps would drop the traffic of %s, which libvirtd's nwfilter driver filters: "
+            "take those NICs over first (guest_nic_filter takeover=true)" % ", ".join(cut_off),
+            devices=cut_off,
+        )
+
+
 def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAULT_LOCK_FILE, lock_timeout=30,
-              libvirt_binding_dir=LIBVIRT_BINDING_DIR):
+              libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None):
     """Apply ``mutate`` to the store and converge the kernel to the result, under the host lock.
 
     The store is written first and put back if the kernel apply fails, so store and kernel move
@@ -115,12 +162,19 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         before = _store.load_store(config_dir)
         after, warnings = mutate(before)
         resolved = {} if check_mode else check_bindings_resolve(after)
+        links, runtime, view_warnings = host_view(config_dir, after, runner)
+        placed, _placement_warnings = _guests.place_bindings(after.bindings, runtime, links)
+        ours = {b.portdev for b in after.bindings.values() if b.portdev} | _guests.placed_taps(placed)
         # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
-        foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - set(after.bindings)
-        desired, build_warnings = build_desired(after, runner.list_devices(), skip_unresolvable=check_mode,
-                                                resolved=resolved)
+        foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - ours
+        chosen = _backend.choose(config_dir, backend)
+        nft_out = [] if chosen == "nftables" else None
+        desired, build_warnings = build_desired(after, skip_unresolvable=check_mode, resolved=resolved,
+                                                links=links, runtime=runtime, nft_out=nft_out)
+        build_warnings = view_warnings + build_warnings
         scope = Scope(manage_networks=after.manage_networks, foreign_devices=foreign)
         _refuse_shared_chains(desired, foreign)
+        _refuse_drop_with_foreign(after, foreign)
         if any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
             for sysctl in runner.bridge_nf_disabled():
                 warnings = list(warnings) + [
@@ -134,7 +188,8 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         if store_changed and not check_mode:
             writer = _store.write_changes(config_dir, before, after)
         try:
-            result = _apply.converge(desired, runner, scope, check_mode=check_mode)
+            nft_tables = nft_out[0].tables if nft_out else {}
+            result, nft_result = _backend.converge_both(chosen, desired, nft_tables, runner, scope, check_mode)
         except EngineError:
             if writer is not None:
                 writer.rollback()
@@ -145,7 +200,20 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.changed_chains = changed_chains(result.plan)
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
+        _add_nft(outcome, nft_result, nft_out)
+        if _backend.record(config_dir, backend, check_mode):
+            outcome.changed = True
         return outcome
+
+
+def _add_nft(outcome, nft_result, nft_out):
+    """Fold the nftables backend's result into the outcome."""
+    outcome.nft_notes = nft_out[0].notes if nft_out else []
+    if nft_result is None or not nft_result.changed:
+        return
+    outcome.rules_changed = outcome.changed = True
+    outcome.diff.extend(nft_result.diff)
+    outcome.payloads["nft"] = nft_result.payload
 
 
 def changed_chains(the_plan):
@@ -160,10 +228,15 @@ def changed_chains(the_plan):
     return sorted(names)
 
 
-def render_payloads(desired):
-    """Restore payloads that load ``desired`` on a host holding none of our chains."""
+def render_payloads(desired, nft_out=None):
+    """Restore payloads that load ``desired`` on a host holding none of our chains; with the
+    nftables backend also the ``nft -f`` text (key ``nft``) and how rules were shared (``nft_notes``)."""
     the_plan = plan_rules(desired, {})
-    return {TOOL_LABEL[tool]: the_plan.payload(tool) for tool in the_plan.tools_changed}
+    rendered = {TOOL_LABEL[tool]: the_plan.payload(tool) for tool in the_plan.tools_changed}
+    if nft_out:
+        rendered["nft"] = "".join(text for _key, text in sorted(nft_out[0].tables.items()))
+        rendered["nft_notes"] = list(nft_out[0].notes)
+    return rendered
 
 
 def gather(runner, state):

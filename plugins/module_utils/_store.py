@@ -9,6 +9,8 @@ Layout (format 1)::
     config_dir/filters/NAME.xml  libvirt <filter> XML, canonical, with its uuid
     config_dir/bindings/DEV.xml  libvirt <filterbinding> XML
     config_dir/networks/NAME.xml libvirt <network> XML
+    config_dir/drop-unbound-taps present: drop frames from vnet* taps without a binding
+    (config_dir/runtime/ is the qemu hook's map of running guests, see _runtime; not the store)
 
 The store is read whole into a StoreState (plain data).  Writes go through a StoreWriter that
 writes each file to a temporary name and renames it, and can put every file it touched back the
@@ -29,6 +31,7 @@ from . import _netfw
 
 FORMAT_LINE = "hypervisor-firewall-store 1"
 KINDS = ("filters", "bindings", "networks")
+DROP_UNBOUND_FILE = "drop-unbound-taps"
 # names become file names: no path separators, no leading dot
 OBJECT_NAME_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
 
@@ -36,10 +39,12 @@ OBJECT_NAME_RE = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$")
 @dataclass(frozen=True)
 class StoreState:
     filters: Dict[str, object] = field(default_factory=dict)  # name -> Filter
-    bindings: Dict[str, object] = field(default_factory=dict)  # portdev -> Binding
+    bindings: Dict[str, object] = field(default_factory=dict)  # Binding.key -> Binding
     networks: Dict[str, object] = field(default_factory=dict)  # name -> Network
     # True once networks/ exists: from then on the LIBVIRT_* chains are ours
     manage_networks: bool = False
+    # guest_nic_filter drop_unbound_taps: the fail-closed rule for taps without a binding
+    drop_unbound_taps: bool = False
 
     def with_changes(self, **kwargs):
         return replace(self, **kwargs)
@@ -75,7 +80,7 @@ def _key(kind, obj):
     if kind == "filters":
         return obj.name
     if kind == "bindings":
-        return obj.portdev
+        return obj.key
     return obj.name
 
 
@@ -103,6 +108,7 @@ def load_store(config_dir) -> StoreState:
         bindings=found["bindings"],
         networks=found["networks"],
         manage_networks=os.path.isdir(os.path.join(config_dir, "networks")),
+        drop_unbound_taps=os.path.exists(os.path.join(config_dir, DROP_UNBOUND_FILE)),
     )
 
 
@@ -192,6 +198,11 @@ class StoreWriter:
     def ensure_kind(self, kind):
         self._ensure_layout(kind)
 
+    def set_flag(self, name, on):
+        """A setting stored as the presence of a file (undone like every other write)."""
+        self._ensure_layout("bindings")
+        self._write(os.path.join(self.config_dir, name), b"yes\n" if on else None)
+
     def rollback(self):
         while self._undo:
             path, previous = self._undo.pop()
@@ -234,6 +245,8 @@ def write_changes(config_dir, before: StoreState, after: StoreState) -> StoreWri
                 writer.delete(kind, name)
         if after.manage_networks and not before.manage_networks:
             writer.ensure_kind("networks")
+        if after.drop_unbound_taps != before.drop_unbound_taps:
+            writer.set_flag(DROP_UNBOUND_FILE, after.drop_unbound_taps)
     except StoreError:
         writer.rollback()
         raise
@@ -254,4 +267,7 @@ def store_diff(before: StoreState, after: StoreState):
                 "before": serialize(kind, old[name]) if name in old else "",
                 "after": serialize(kind, new[name]) if name in new else "",
             })
+    if before.drop_unbound_taps != after.drop_unbound_taps:
+        entries.append({"before_header": DROP_UNBOUND_FILE, "after_header": DROP_UNBOUND_FILE,
+                        "before": "%s\n" % before.drop_unbound_taps, "after": "%s\n" % after.drop_unbound_taps})
     return entries

@@ -25,9 +25,9 @@ import pytest
 
 from ansible_run import PLAYBOOK_BIN, ROOT, host_vars, run_playbook
 from lab import Lab, format_table, run_battery
-from lab.battery import SPOOF_IPV4
+from lab.battery import CASES, SPOOF_IPV4
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._names import device_of_chain, is_owned_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target, parse_save
 
@@ -87,7 +87,7 @@ FRAMES = {
     "arp-reply": Frame("arp"),
     "ipv6-udp": Frame("ipv6"),
     "ipv6-icmp-echo": Frame("ipv6"),
-    "ipv6-neighbor-solicit": Frame("ipv6", eth_dst="multicast"),
+    "ipv6-neighbor-solicit": Frame("ipv6", eth_dst="multicast", ip_multicast=True),  # ff02::1:ffXX:XXXX
     "spoofed-src-mac": Frame("ipv4", src_mac="spoof"),
     "spoofed-src-ip": Frame("ipv4", src_ip="spoof"),
     "arp-spoofed-sender-ip": Frame("arp", src_ip="spoof", eth_dst="broadcast"),
@@ -130,8 +130,10 @@ def rarp_out_ok(f):
 
 
 def rarp_in_ok(f):
-    """The in rule wants arpsrcmacaddr == arpdstmacaddr == $MAC of the RECEIVING guest; an
-    announce carries its sender's MAC, so between two guests every RARP is dropped."""
+    """The in rule wants arpsrcmacaddr == arpdstmacaddr == $MAC, and $MAC is the RECEIVING guest's;
+    an announce carries its sender's MAC, so between two filtered guests every RARP is dropped.
+    libvirt's own src/nwfilter/xml/qemu-announce-self-rarp.xml has the same in rule: this is
+    libvirt's meaning, not an engine bug (the host, which has no tap, still sees the announce)."""
     return f.kind != "rarp"
 
 
@@ -174,9 +176,11 @@ FILTERS = {
     "no-ip-spoofing": (ip_ok, _always),
     "no-arp-spoofing": (arp_ok, _always),
     "hfwk-arp-only": (lambda f, ips: f.kind == "arp", lambda f: f.kind == "arp"),
-    "qemu-announce-self": (lambda f, ips: rarp_out_ok(f), lambda f: rarp_in_ok(f)),
+    "qemu-announce-self": (lambda f, ips: rarp_out_ok(f), rarp_in_ok),
     "no-mac-broadcast": (lambda f, ips: not (f.kind == "ipv4" and f.eth_dst == "broadcast"), _always),
     "no-ip-multicast": (lambda f, ips: not (f.kind == "ipv4" and f.ip_multicast), _always),
+    "no-ipv6-multicast": (lambda f, ips: not (f.kind == "ipv6" and f.ip_multicast), _always),
+    "no-other-rarp-traffic": (lambda f, ips: f.kind != "rarp", lambda f: f.kind != "rarp"),
     "clean-traffic-gateway": (gateway_out, gateway_in),
 }
 GUEST_ROLES = ("g0", "g1")
@@ -193,12 +197,7 @@ def expected_table(baseline, filter_key, ips=("own",)):
     return table
 
 
-def _cases_by_name():
-    from lab.battery import CASES
-    return {case.name: case for case in CASES}
-
-
-CASES_BY_NAME = _cases_by_name()
+CASES_BY_NAME = {case.name: case for case in CASES}
 
 
 # -- reading the host -----------------------------------------------------------------------
@@ -233,7 +232,7 @@ def owned_chains(dumps):
     """{(tool, table, chain): rules} of every chain of ours in the dumps."""
     found = {}
     for tool, text in dumps.items():
-        for (_, table), state in parse_save(tool, text).items():
+        for (parsed_tool, table), state in parse_save(tool, text).items():
             for name, chain in state.chains.items():
                 found[(tool, table, name)] = list(chain.rules)
     return found
@@ -257,7 +256,7 @@ def flat(text):
 # -- the lab and its history ------------------------------------------------------------------
 class Ctx(SimpleNamespace):
     def play(self, name, check=False, diff=False, out=None, **extra):
-        """Run playbooks/nic/<name>; returns (proc, recap, recorded result or None)."""
+        """Run playbooks/nic/<name>: proc, the hv recap, and the JSON the play wrote to ``out``."""
         if out:
             extra["nic_out"] = os.path.join(self.workdir, out)
         proc, recap = run_playbook(self.workdir, os.path.join(PLAYBOOKS, name), self.inventory,
@@ -363,6 +362,7 @@ def no_spamming(ip_list, ctx):
 
 
 TABLE_FILTERS = ["no-mac-spoofing", "no-ip-spoofing", "no-arp-spoofing", "hfwk-arp-only",
+                 "no-ipv6-multicast", "no-other-rarp-traffic",
                  "qemu-announce-self", "no-mac-broadcast", "no-ip-multicast", "clean-traffic-gateway"]
 
 
@@ -430,7 +430,8 @@ def test_check_mode_on_a_fresh_host_plans_changes_and_touches_nothing(fresh_chec
     assert fresh_check.store_after == {}
     # the filters of the same run are not stored yet: bindings are planned without rules
     assert "check mode: the rules of vnet0 cannot be computed yet" in flat(fresh_check.log)
-    assert "+<filterbinding>" in flat(fresh_check.log).replace(" ", "") or "filterbinding" in fresh_check.log
+    assert "+++ after: bindings/vnet1.xml" in fresh_check.log
+    assert "+  <filterref filter='clean-traffic'>" in fresh_check.log
 
 
 # -- 2. apply, idempotence, verdicts ------------------------------------------------------------
@@ -462,8 +463,11 @@ def test_redefining_clean_traffic_with_no_spamming_rebuilds_bound_nics(no_spammi
     assert clean["changed"] and clean["rebuilt_devices"] == ["vnet0", "vnet1"]
     expected = expected_table(ctx.baseline, "clean-traffic+no-spamming", ips=("own", "spoof"))
     assert no_spamming.table == expected, format_table(no_spamming.table)
-    # SMTP is cut in iptables (FORWARD), so FORWARD must carry our jumps now
-    assert "-j libvirt-out" in no_spamming.dumps["ip4"] or "-j libvirt-in" in no_spamming.dumps["ip4"]
+    # SMTP is cut in iptables, the only tool that matches TCP ports; <tcp> is IPv4 only
+    ip_chains = {key[2]: rules for key, rules in owned_chains(no_spamming.dumps).items() if key[0] != "eb"}
+    assert set(ip_chains) == {"libvirt-host-in", "libvirt-in", "libvirt-in-post", "libvirt-out",
+                              "FI-vnet0", "FO-vnet0", "HI-vnet0", "FI-vnet1", "FO-vnet1", "HI-vnet1"}
+    assert ip_chains["FI-vnet0"] == ["-p tcp -m tcp --dport 25 -j DROP"]
 
 
 @pytest.mark.parametrize("name", TABLE_FILTERS)
@@ -474,23 +478,7 @@ def test_default_filter_verdict_table(filter_tables, ctx, name):
     assert run.table == expected_table(ctx.baseline, name), "%s:\n%s" % (name, format_table(run.table))
 
 
-# -- 3. foreign rules -------------------------------------------------------------------------
-def test_foreign_rules_and_policies_survive_apply(applied, no_spamming, ctx):
-    for dumps in (applied.dumps, no_spamming.dumps):
-        for tool in TOOL_ORDER:
-            assert foreign_view(tool, dumps[tool]) == foreign_view(tool, ctx.pristine[tool])
-    assert ":FORWARD DROP" in no_spamming.dumps["ip4"] and ":FORWARD DROP" in no_spamming.dumps["ip6"]
-
-
-def test_removal_restores_the_host_byte_for_byte(removed, ctx):
-    assert removed.proc.returncode == 0, removed.log
-    assert removed.result["changed"] and removed.result["bindings"] == []
-    assert owned_chains(removed.dumps) == {}
-    assert removed.dumps == ctx.pristine
-    assert not [path for path in removed.store_after if path.startswith("bindings")]
-
-
-# -- 4. rendered and gathered -------------------------------------------------------------------
+# -- 3. rendered and gathered -------------------------------------------------------------------
 def test_gathered_lists_bindings_with_their_live_chains(gathered_rendered, rerun, ctx):
     assert gathered_rendered.proc.returncode == 0, gathered_rendered.log
     items = gathered_rendered.result["gathered"]
@@ -498,7 +486,7 @@ def test_gathered_lists_bindings_with_their_live_chains(gathered_rendered, rerun
         (g.tap, g.mac, "clean-traffic", True) for g in ctx.lab.guests]
     live = owned_chains(rerun.dumps)
     for item in items:
-        mine = {key: rules for key, rules in live.items() if item["portdev"] in key[2]}
+        mine = {key: rules for key, rules in live.items() if device_of_chain(key[2]) == item["portdev"]}
         assert mine and {"ebtables nat %s" % key[2] for key in mine} == set(item["chains"])
         for key, rules in mine.items():
             assert item["chains"]["ebtables nat %s" % key[2]] == rules
@@ -520,6 +508,22 @@ def test_rendered_payloads_load_the_same_chains_on_an_empty_host(gathered_render
     finally:
         subprocess.run(["ip", "netns", "delete", scratch], check=False)
     assert owned_chains(dumps) == owned_chains(rerun.dumps)
+
+
+# -- 4. foreign rules -------------------------------------------------------------------------
+def test_foreign_rules_and_policies_survive_apply(applied, no_spamming, ctx):
+    for dumps in (applied.dumps, no_spamming.dumps):
+        for tool in TOOL_ORDER:
+            assert foreign_view(tool, dumps[tool]) == foreign_view(tool, ctx.pristine[tool])
+    assert ":FORWARD DROP" in no_spamming.dumps["ip4"] and ":FORWARD DROP" in no_spamming.dumps["ip6"]
+
+
+def test_removal_restores_the_host_byte_for_byte(removed, ctx):
+    assert removed.proc.returncode == 0, removed.log
+    assert removed.result["changed"] and removed.result["bindings"] == []
+    assert owned_chains(removed.dumps) == {}
+    assert removed.dumps == ctx.pristine
+    assert not [path for path in removed.store_after if path.startswith("bindings")]
 
 
 # -- 5. a device that does not exist yet ----------------------------------------------------------

@@ -1,0 +1,561 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compile resolved NIC filters into ONE nftables bridge table whose chains are shared by NICs.
+
+libvirt copies every rule for every NIC.  Here each chain is emitted once per distinct *template*:
+a rule whose value differs between NICs (their MAC, their IP list) matches through a set keyed by
+``value . interface`` (``ether saddr . iifname @set``), so every NIC whose rules have the same
+shape shares one chain and only adds set elements.  Packets reach the chain through verdict maps
+keyed by interface (``iifname vmap @from_guest``), one O(1) lookup instead of a list of jumps.
+
+Semantics follow the ebtables chains of _compile_xt (same order, same verdicts): frames from the
+guest meet the ``out``/``inout`` rules at bridge prerouting, frames to the guest the ``in``/
+``inout`` rules at bridge postrouting, and a user chain that runs out of rules ACCEPTs, as
+libvirt's ebtables chains (policy ACCEPT) do.
+
+Sharing decisions, per chain suffix: NICs whose rules differ only in set-able values share a
+chain; a value every NIC of that chain has in common is written literally.  A chain whose NICs
+differ otherwise (a port, a masked address) is emitted per group of identical NICs, and its
+callers dispatch to it by interface; ``notes`` lists every such fallback.
+
+Every rule is written in the form ``nft list`` prints back (dependencies such as ``ether type ip``
+before ``ip saddr`` are left out, ether fields are written in header order, because nft merges
+adjacent header matches and prints them by offset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from . import _names
+from . import _xt_print as P
+from ._errors import ResolveError
+from ._model import Instantiation
+
+FAMILY = "bridge"
+TABLE = "hfw_nwfilter"
+L2_PROTOCOLS = ("mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6")
+# direction -> (map, interface key, base chain, hook, priority, rule directions)
+DIRECTIONS = (
+    ("out", "from_guest", "iifname", "pre", "prerouting", "dstnat", ("out", "inout")),
+    ("in", "to_guest", "oifname", "post", "postrouting", "srcnat", ("in", "inout")),
+)
+_SELECTOR = (("ipv4", "ether type ip"), ("ipv6", "ether type ip6"), ("arp", "ether type arp"),
+             ("rarp", "ether type 0x8035"), ("vlan", "ether type 8021q"), ("mac", ""))
+_VERDICT = {"accept": "accept", "drop": "drop", "reject": "drop", "return": "return", "continue": "continue"}
+_ETHER_NAMES = {0x0800: "ip", 0x0806: "arp", 0x86DD: "ip6", 0x8100: "8021q", 0x88A8: "8021ad"}
+_ARP_OPS = {1: "request", 2: "reply", 3: "rrequest", 4: "rreply", 8: "inrequest", 9: "inreply", 10: "nak"}
+# ARP header fields by (kind, side): (bit offset, bits) after the link header, for RARP (see Slot)
+_ARP_RAW = {("ip", "src"): (112, 32), ("ip", "dst"): (192, 32), ("mac", "src"): (64, 48),
+            ("mac", "dst"): (144, 48)}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A value matched through a set keyed by ``value . interface``.
+
+    ``expr``: the packet expression; ``kind``: the set's element type (``ether_addr`` ...) or
+    ``raw`` for a raw header field (RARP: nft's arp expressions always add an ``ether type arp``
+    dependency, so RARP fields are raw payloads, declared with ``typeof``).
+    """
+
+    expr: str
+    kind: str
+    value: str
+    negate: bool = False
+
+    def shape(self):
+        return (self.expr, self.kind, self.negate)
+
+
+@dataclass
+class NftDesired:
+    """Desired nft tables by (family, name) as text, plus notes on how rules were shared."""
+
+    tables: Dict[Tuple[str, str], str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    rule_count: int = 0
+
+
+def _unsupported(rule, what):
+    return ResolveError(
+        "filter '%s': %s is not supported by the nftables backend yet: use backend 'xtables' for "
+        "NICs whose filters use it" % (rule.filter_name, what),
+        filter=rule.filter_name, backend="nftables",
+    )
+
+
+def _attrs(rule):
+    out = {}
+    for match in rule.matches:
+        for key, value in match.attrs:
+            out[key] = (value, match.negate)
+    return out
+
+
+class _Parts:
+    """Builds one rule: literal statements and slots, in the order nft prints them."""
+
+    def __init__(self, rule, attrs, reverse):
+        self.rule, self.attrs, self.reverse = rule, attrs, reverse
+        self.items: List[object] = []
+
+    def has(self, name):
+        return name in self.attrs
+
+    def val(self, name):
+        return self.attrs[name][0]
+
+    def neg(self, name):
+        return self.attrs[name][1]
+
+    def side(self, side):
+        """Attribute side -> packet side (an inout rule's reversed copy swaps them)."""
+        return {"src": "dst", "dst": "src"}[side] if self.reverse else side
+
+    def add(self, item):
+        self.items.append(item)
+
+
+def _neg_text(text, negate):
+    if not negate:
+        return text
+    expr, value = text.rsplit(" ", 1)
+    return "%s != %s" % (expr, value)
+
+
+def _host_or_net(addr, mask, version):
+    bits = 32 if version == 4 else 128
+    net = ipaddress.ip_network("%s/%s" % (addr, mask if mask is not None else bits), strict=False)
+    if net.prefixlen == bits:
+        return str(net.network_address), True
+    return str(net), False
+
+
+def _ether(parts, rule):
+    """Ethernet addresses, destination first (header order)."""
+    found = {}
+    for side in ("src", "dst"):
+        attr = side + "macaddr"
+        if not parts.has(attr):
+            continue
+        mask = parts.val(side + "macmask") if parts.has(side + "macmask") else None
+        if mask is not None and P.eb_mac(parts.val(attr), mask) != P.eb_mac(parts.val(attr)):
+            raise _unsupported(rule, "a masked MAC address (%smacmask)" % side)
+        found[parts.side(side)] = (attr, parts.val(attr).lower())
+    for side, field_name in (("dst", "daddr"), ("src", "saddr")):
+        if side in found:
+            attr, value = found[side]
+            parts.add(Slot("ether " + field_name, "ether_addr", value, parts.neg(attr)))
+
+
+def _build_mac(parts, rule):
+    _ether(parts, rule)
+    if parts.has("protocolid"):
+        num = P.number(parts.val("protocolid"))
+        parts.add(_neg_text("ether type %s" % _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("protocolid")))
+
+
+def _build_vlan(parts, rule):
+    _ether(parts, rule)
+    if not (parts.has("vlanid") or parts.has("encap-protocol")):
+        parts.add("ether type 8021q")
+    if parts.has("vlanid"):
+        parts.add(_neg_text("vlan id %d" % P.number(parts.val("vlanid")), parts.neg("vlanid")))
+    if parts.has("encap-protocol"):
+        num = P.number(parts.val("encap-protocol"))
+        parts.add(_neg_text("vlan type %s" % _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("encap-protocol")))
+
+
+def _build_arp(parts, rule):
+    if parts.has("gratuitous") or parts.has("hwtype") or parts.has("protocoltype"):
+        raise _unsupported(rule, "matching ARP gratuitous/hwtype/protocoltype")
+    _ether(parts, rule)
+    rarp = rule.protocol == "rarp"
+    fields = [a for a in ("opcode", "arpsrcipaddr", "arpdstipaddr", "arpsrcmacaddr", "arpdstmacaddr")
+              if parts.has(a)]
+    if rarp or not fields:
+        parts.add("ether type %s" % ("0x8035" if rarp else "arp"))
+    if parts.has("opcode"):
+        num = P.number(parts.val("opcode"))
+        if rarp:
+            parts.add(Slot("@nh,48,16", "raw", "0x%x" % num, parts.neg("opcode")))
+        else:
+            parts.add(_neg_text("arp operation %s" % _ARP_OPS.get(num, str(num)), parts.neg("opcode")))
+    for kind in ("ip", "mac"):
+        for side in ("src", "dst"):
+            attr = "arp%s%saddr" % (side, kind)
+            if parts.has(attr):
+                _arp_field(parts, rule, rarp, kind, parts.side(side), attr)
+
+
+def _arp_field(parts, rule, rarp, kind, side, attr):
+    value = parts.val(attr)
+    if kind == "ip":
+        mask = parts.val(attr.replace("addr", "mask")) if parts.has(attr.replace("addr", "mask")) else None
+        value, host = _host_or_net(value, mask, 4)
+        if not host:
+            if rarp:
+                raise _unsupported(rule, "a masked RARP address")
+            parts.add(_neg_text("arp %saddr ip %s" % (side[0], value), parts.neg(attr)))
+            return
+    else:
+        value = value.lower()
+    if rarp:
+        offset, bits = _ARP_RAW[(kind, side)]
+        raw = int(ipaddress.ip_address(value)) if kind == "ip" else int(value.replace(":", ""), 16)
+        parts.add(Slot("@nh,%d,%d" % (offset, bits), "raw", "0x%x" % raw, parts.neg(attr)))
+    else:
+        parts.add(Slot("arp %saddr %s" % (side[0], "ip" if kind == "ip" else "ether"),
+                       "ipv4_addr" if kind == "ip" else "ether_addr", value, parts.neg(attr)))
+
+
+def _build_ip(parts, rule, version):
+    if parts.has("dscp") or any(parts.has(a) for a in ("type", "code", "typeend", "codeend")):
+        raise _unsupported(rule, "dscp and ICMPv6 type matches at layer 2")
+    _ether(parts, rule)
+    family = "ip" if version == 4 else "ip6"
+    addrs = []
+    for side in ("src", "dst"):
+        attr = side + "ipaddr"
+        if parts.has(attr):
+            mask = parts.val(side + "ipmask") if parts.has(side + "ipmask") else None
+            value, host = _host_or_net(parts.val(attr), mask, version)
+            addrs.append((parts.side(side), attr, value, host))
+    ports = [(parts.side(side), side) for side in ("src", "dst") if parts.has(side + "portstart")]
+    proto = P.ip_protocol(parts.val("protocol")) if parts.has("protocol") else None
+    if not addrs and not (version == 4 and proto):
+        parts.add("ether type %s" % family)
+    # header (offset) order: nft merges adjacent matches and prints them that way
+    for side, attr, value, host in sorted(addrs, key=lambda item: item[0] != "src"):
+        expr = "%s %saddr" % (family, "s" if side == "src" else "d")
+        if host:
+            parts.add(Slot(expr, "ipv4_addr" if version == 4 else "ipv6_addr", value, parts.neg(attr)))
+        else:
+            parts.add(_neg_text("%s %s" % (expr, value), parts.neg(attr)))
+    if proto and (version == 4 or not ports):
+        key = "ip protocol" if version == 4 else "meta l4proto"
+        parts.add(_neg_text("%s %s" % (key, proto), parts.neg("protocol")))
+    for side, attr_side in sorted(ports, key=lambda item: item[0] != "src"):
+        if proto not in ("tcp", "udp", "sctp", "udplite"):
+            raise _unsupported(rule, "ports without protocol tcp/udp/sctp")
+        text = P.port_range(parts.val(attr_side + "portstart"),
+                            parts.val(attr_side + "portend") if parts.has(attr_side + "portend") else None)
+        parts.add(_neg_text("%s %s %s" % (proto, "sport" if side == "src" else "dport", text.replace(":", "-")),
+                            parts.neg(attr_side + "portstart")))
+
+
+def _build(rule, reverse):
+    """The rule's items (literal text or Slot) followed by its verdict, or an error."""
+    parts = _Parts(rule, _attrs(rule), reverse)
+    proto = rule.protocol
+    if proto is None:
+        pass
+    elif proto == "mac":
+        _build_mac(parts, rule)
+    elif proto == "vlan":
+        _build_vlan(parts, rule)
+    elif proto in ("arp", "rarp"):
+        _build_arp(parts, rule)
+    elif proto in ("ip", "ipv6"):
+        _build_ip(parts, rule, 4 if proto == "ip" else 6)
+    elif proto == "stp":
+        raise _unsupported(rule, "STP matching")
+    else:
+        raise _unsupported(rule, "a layer 3/4 (%s) rule" % proto)
+    return tuple(parts.items), _VERDICT[rule.action]
+
+
+# ------------------------------------------------------------------------------ templates
+
+
+@dataclass(frozen=True)
+class _RuleT:
+    """A rule with its slot values taken out: ``shape`` is what NICs must share."""
+
+    items: Tuple[object, ...]
+    verdict: str
+
+    @property
+    def slots(self):
+        return tuple(i for i in self.items if isinstance(i, Slot))
+
+    @property
+    def shape(self):
+        return (tuple(i.shape() if isinstance(i, Slot) else i for i in self.items), self.verdict)
+
+    @property
+    def values(self):
+        return tuple(s.value for s in self.slots)
+
+    @property
+    def mergeable(self):
+        # several instances ORed into one set lookup: only sound for a single positive lookup
+        return not any(s.negate for s in self.slots) and len(_lookups(self.slots)) == 1
+
+
+def _lookups(slots):
+    """Slots grouped into set lookups: typed positive slots share one concatenation; raw and
+    negated slots are looked up one by one (nft cannot concatenate several raw fields)."""
+    together = tuple(s for s in slots if not s.negate and s.kind != "raw")
+    alone = [(s,) for s in slots if s.negate or s.kind == "raw"]
+    return ([together] if together else []) + alone
+
+
+def _chain_rules(inst, rules, wanted):
+    """{suffix: [_RuleT or ('jump', suffix)]} for one NIC and one direction, libvirt's order."""
+    mine = [r for r in rules if r.direction in wanted and (r.protocol is None or r.protocol in L2_PROTOCOLS)]
+    body: Dict[str, list] = {"root": []}
+    subs = []
+    for suffix, priority in inst.subchains:
+        if any(r.chain == suffix for r in mine) and _selector(suffix) is not None:
+            subs.append((priority, suffix))
+            body.setdefault(suffix, [])
+    jumps = sorted(subs, key=lambda item: item[0])
+    for rule in mine:
+        if rule.chain == "root":
+            while jumps and jumps[0][0] <= rule.priority:
+                body["root"].append(("jump", jumps.pop(0)[1]))
+        elif rule.chain not in body:
+            continue  # libvirt ignores a sub-chain it has no selector for
+        reverse = wanted[0] == "out" and rule.direction == "inout"
+        items, verdict = _build(rule, reverse)
+        body[rule.chain if rule.chain != "root" else "root"].append(_RuleT(items, verdict))
+    body["root"].extend(("jump", suffix) for _priority, suffix in jumps)
+    return {suffix: _merge(lines) for suffix, lines in body.items() if suffix == "root" or lines}
+
+
+def _selector(suffix) -> Optional[str]:
+    for prefix, selector in _SELECTOR:
+        if suffix.startswith(prefix):
+            return selector
+    return None
+
+
+def _merge(lines):
+    """Consecutive instances of one rule (a value list) become one lookup with several elements.
+
+    Returns [(shape-or-jump, [value tuples])]."""
+    out = []
+    for line in lines:
+        if isinstance(line, tuple):
+            out.append((line, ()))
+            continue
+        if out and isinstance(out[-1][0], _RuleT) and out[-1][0].shape == line.shape and line.mergeable:
+            out[-1][1].append(line.values)
+            continue
+        out.append((line, [line.values]))
+    return [(key, tuple(values)) for key, values in out]
+
+
+def _chain_shape(lines):
+    return tuple(line.shape if isinstance(line, _RuleT) else line for line, _values in lines)
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------ assembly
+
+
+class _Chain:
+    """One emitted chain: its name, rule texts, sets (name -> (type line, elements))."""
+
+    def __init__(self, name):
+        self.name = name
+        self.rules: List[str] = []
+        self.sets: Dict[str, Tuple[str, List[str]]] = {}
+        self.maps: Dict[str, List[str]] = {}
+
+
+def _inlined(lines, nics_values):
+    """Per line, per slot: the one value every NIC has there (written literally), else None.
+
+    A single NIC keeps its values in sets, so a second NIC with the same shape joins the
+    chain without rewriting it; raw fields always stay in sets (see Slot)."""
+    out = []
+    for number, (line, _values) in enumerate(lines):
+        if not isinstance(line, _RuleT):
+            out.append(())
+            continue
+        keep = []
+        for pos, slot in enumerate(line.slots):
+            seen = {tuple(v[number]) for v in nics_values}
+            one = [vals for vals in seen]
+            same = len(nics_values) > 1 and all(len(t) == 1 for t in seen) and len(
+                {t[0][pos] for t in seen}) == 1
+            keep.append(one[0][0][pos] if same and slot.kind != "raw" else None)
+        out.append(tuple(keep))
+    return out
+
+
+def _render_rule(line, inline, ifkey, set_name):
+    """Rule text and its lookups [(set name, slot indexes)]; ``set_name(n)`` names lookup n."""
+    slots = line.slots
+    free = [s for s, v in zip(slots, inline) if v is None]
+    lookups = _lookups(free)
+    first = {id(group[0]): n for n, group in enumerate(lookups)}
+    tokens, index, used = [], 0, []
+    for item in line.items:
+        if not isinstance(item, Slot):
+            tokens.append(item)
+            continue
+        value = inline[index]
+        index += 1
+        if value is not None:
+            tokens.append(_neg_text("%s %s" % (item.expr, value), item.negate))
+        elif id(item) in first:
+            group = lookups[first[id(item)]]
+            name = set_name(len(used))
+            used.append((name, group))
+            op = "!= " if group[0].negate else ""
+            tokens.append("%s . %s %s@%s" % (" . ".join(s.expr for s in group), ifkey, op, name))
+    tokens.append(line.verdict)
+    return " ".join(tokens), used
+
+
+def _set_type(group, ifkey):
+    if any(s.kind == "raw" for s in group):
+        return "typeof %s . %s" % (" . ".join(s.expr for s in group), ifkey)
+    return "type %s . ifname" % " . ".join(s.kind for s in group)
+
+
+def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
+    """Build the chain a group of NICs shares; per_nic[dev] = its value tuples per line."""
+    inline = _inlined(lines, [per_nic[dev] for dev in nics])
+    body, sets, maps = [], [], []
+    for number, (line, _values) in enumerate(lines):
+        if not isinstance(line, _RuleT):
+            sub = line[1]
+            chosen = {targets[dev][sub] for dev in nics}
+            selector = _selector(sub)
+            prefix = (selector + " ") if selector else ""
+            if len(chosen) == 1:
+                body.append(prefix + "jump " + chosen.pop())
+            else:
+                maps.append((len(body), sub))
+                body.append((prefix, sub))
+            continue
+        text, used = _render_rule(line, inline[number], ifkey, lambda n, k=number: "{SET}s%d-%d" % (k, n))
+        body.append(text)
+        sets.append((number, used))
+    shape_text = repr((direction, suffix, body, [(k, [(n, _set_type(g, ifkey)) for n, g in u]) for k, u in sets]))
+    name = "%s-%s-%s" % (direction, suffix, _digest(shape_text))
+    chain = _Chain(name)
+    for entry in body:
+        if isinstance(entry, tuple):
+            map_name = "%s-%s" % (name, entry[1])
+            chain.maps[map_name] = ['"%s" : jump %s' % (dev, targets[dev][entry[1]]) for dev in nics]
+            chain.rules.append("%s%s vmap @%s" % (entry[0], ifkey, map_name))
+        else:
+            chain.rules.append(entry.replace("{SET}", name + "-"))
+    if suffix != "root":
+        chain.rules.append("accept")  # libvirt's ebtables user chains end in policy ACCEPT
+    for number, used in sets:
+        for set_local, group in used:
+            elements = []
+            for dev in nics:
+                for values in per_nic[dev][number]:
+                    picked = [values[lines[number][0].slots.index(s)] for s in group]
+                    elements.append(" . ".join(_element(s, v) for s, v in zip(group, picked)) + ' . "%s"' % dev)
+            chain.sets[set_local.replace("{SET}", name + "-")] = (_set_type(group, ifkey), elements)
+    return chain
+
+
+def _element(slot, value):
+    return value
+
+
+def _direction(direction, ifkey, wanted, nics):
+    """Chains of one direction and the dispatch map elements."""
+    per_suffix: Dict[str, Dict[str, list]] = {}
+    for inst in nics:
+        for suffix, lines in _chain_rules(inst, inst.rules, wanted).items():
+            per_suffix.setdefault(suffix, {})[inst.portdev] = lines
+    targets: Dict[str, Dict[str, str]] = {inst.portdev: {} for inst in nics}
+    chains, notes = [], []
+    for suffix in sorted(per_suffix, key=lambda s: s == "root"):
+        groups: Dict[tuple, List[str]] = {}
+        for dev, lines in sorted(per_suffix[suffix].items()):
+            groups.setdefault(_chain_shape(lines), []).append(dev)
+        for _shape, devs in sorted(groups.items(), key=lambda item: item[1]):
+            lines = per_suffix[suffix][devs[0]]
+            per_nic = {dev: [values for _line, values in per_suffix[suffix][dev]] for dev in devs}
+            chain = _emit_group(direction, suffix, ifkey, lines, devs, per_nic, targets)
+            chains.append(chain)
+            for dev in devs:
+                targets[dev][suffix] = chain.name
+        if len(groups) > 1:
+            notes.append("%s chain '%s': %d variants for %d NICs (NICs whose rules differ in values a set "
+                         "cannot hold get their own chain): %s" % (
+                             direction, suffix, len(groups), len(per_suffix[suffix]),
+                             "; ".join(", ".join(devs) for devs in sorted(groups.values()))))
+    dispatch = ['"%s" : jump %s' % (dev, targets[dev]["root"]) for dev in sorted(targets)
+                if "root" in targets[dev]]
+    return chains, dispatch, notes
+
+
+def compile_nics(instantiations) -> NftDesired:
+    """The bridge table for every NIC (empty NftDesired when no NIC has an L2 rule)."""
+    nics = sorted(instantiations, key=lambda inst: inst.portdev)
+    for inst in nics:
+        _names.check_device(inst.portdev)
+    result = NftDesired()
+    objects: List[str] = []
+    bases: List[str] = []
+    chain_texts: List[str] = []
+    for direction, map_name, ifkey, base, hook, priority, wanted in DIRECTIONS:
+        chains, dispatch, notes = _direction(direction, ifkey, wanted, nics)
+        result.notes.extend(notes)
+        if not dispatch:
+            continue
+        objects.append(_map(map_name, dispatch))
+        for chain in chains:
+            for name, elements in sorted(chain.maps.items()):
+                objects.append(_map(name, elements))
+            for name, (type_line, elements) in sorted(chain.sets.items()):
+                objects.append(_set(name, type_line, elements))
+        # nft lists sets and maps before chains
+        chain_texts.extend(_chain(c.name, c.rules) for c in chains)
+        result.rule_count += sum(len(c.rules) for c in chains) + 1
+        bases.append(_chain(base, ["%s vmap @%s" % (ifkey, map_name)],
+                            "type filter hook %s priority %s; policy accept;" % (hook, priority)))
+    if objects:
+        result.tables[(FAMILY, TABLE)] = render_table(FAMILY, TABLE, objects + chain_texts + bases)
+    shared = sum(1 for n in nics if n.rules)
+    result.notes.insert(0, "nftables: %d NICs, %d rules in table %s %s (rules are shared by NICs; "
+                           "per-NIC values live in sets)" % (shared, result.rule_count, FAMILY, TABLE))
+    return result
+
+
+def _map(name, elements):
+    return _block("map", name, ["type ifname : verdict"], elements)
+
+
+def _set(name, type_line, elements):
+    return _block("set", name, [type_line], elements)
+
+
+def _block(kind, name, head, elements):
+    lines = ["\t%s %s {" % (kind, _quote(name))] + ["\t\t" + h for h in head]
+    if elements:
+        lines.append("\t\telements = { " + ",\n\t\t\t     ".join(sorted(elements)) + " }")
+    return "\n".join(lines + ["\t}"])
+
+
+def _chain(name, rules, head=None):
+    lines = ["\tchain %s {" % _quote(name)] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
+    return "\n".join(lines + ["\t}"])
+
+
+def _quote(name):
+    return name
+
+
+def render_table(family, name, objects):
+    return "table %s %s {\n%s\n}\n" % (family, name, "\n\n".join(objects))

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Converge the nftables tables we own: read, plan by diff, apply in one ``nft -f``, verify.
+
+We own whole tables by name (OWNED_TABLES) and never read or write any other.  A changed table
+is replaced in one transaction: ``table F N`` (creates it if absent) + ``delete table F N`` +
+its full definition, all in one ``nft -f`` file, which the kernel commits atomically: a packet
+sees the old table or the new one, never none.
+
+Desired and live tables compare as parsed structures: objects by (kind, name), set elements
+sorted (the kernel lists them in hash order) and integers canonical.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from ._errors import ApplyError, ConvergeError
+
+OWNED_TABLES = (("bridge", "hfw_nwfilter"),)
+_OBJECT = re.compile(r"^(set|map|chain)\s+(\S+)\s*\{$")
+_INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
+PROBE_TABLE = "hfw_probe"
+# what the bridge table needs from the kernel: verdict maps, concatenated sets, raw payloads
+PROBE = """table bridge %s {
+	set s { type ether_addr . ifname; }
+	set r { typeof @nh,64,48 . iifname; }
+	map m { type ifname : verdict; }
+	chain c {
+		ether saddr . iifname @s return
+		@nh,64,48 . iifname @r return
+	}
+	chain p {
+		type filter hook prerouting priority dstnat; policy accept;
+		iifname vmap @m
+	}
+}
+""" % PROBE_TABLE
+
+
+def _element(text):
+    parts = [p.strip() for p in text.split(" . ")]
+    return " . ".join(str(int(p, 0)) if _INT.match(p) else p for p in parts)
+
+
+def parse_table(text) -> Dict[Tuple[str, str], Tuple[str, ...]]:
+    """``nft list table`` text (or our rendering) -> {(kind, name): lines}, order-free sets."""
+    objects: Dict[Tuple[str, str], Tuple[str, ...]] = {}
+    current, lines, elements = None, [], None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("table ") or (current is None and line == "}"):
+            continue
+        if elements is not None:
+            elements += " " + line
+        elif current is None:
+            match = _OBJECT.match(line)
+            if not match:
+                raise ConvergeError("cannot read nft output line %r" % line, line=line)
+            current, lines = (match.group(1), match.group(2)), []
+            continue
+        elif line.startswith("elements = {"):
+            elements = line[len("elements = {"):]
+        elif line == "}":
+            objects[current] = tuple(lines)
+            current = None
+            continue
+        else:
+            lines.append(line)
+            continue
+        if elements.rstrip().endswith("}"):
+            body = elements.rstrip()[:-1]
+            lines.append("elements = " + ", ".join(sorted(_element(e) for e in body.split(",") if e.strip())))
+            elements = None
+    return objects
+
+
+@dataclass
+class NftPlan:
+    """Tables to replace (desired text, '' = remove) and their before/after text."""
+
+    changes: Dict[Tuple[str, str], str] = field(default_factory=dict)
+    before: Dict[Tuple[str, str], str] = field(default_factory=dict)
+
+    def is_empty(self):
+        return not self.changes
+
+    def payload(self):
+        out = []
+        for (family, name), text in sorted(self.changes.items()):
+            out.append("table %s %s\ndelete table %s %s\n" % (family, name, family, name))
+            if text:
+                out.append(text)
+        return "".join(out)
+
+    def diff(self):
+        return [{"before_header": "nft %s %s (live)" % key, "after_header": "nft %s %s (desired)" % key,
+                 "before": self.before.get(key, ""), "after": text}
+                for key, text in sorted(self.changes.items())]
+
+
+def read_live(runner, tables=OWNED_TABLES):
+    """{(family, name): text} of the owned tables that exist."""
+    rc, out, err = runner.nft(["list", "tables"])
+    if rc != 0:
+        raise ApplyError("nft list tables failed (rc %d): %s" % (rc, err.strip()), rc=rc, stderr=err)
+    present = {tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("table ")}
+    live = {}
+    for key in tables:
+        if key in present:
+            rc, text, err = runner.nft(["list", "table", key[0], key[1]])
+            if rc != 0:
+                raise ApplyError("nft list table %s %s failed: %s" % (key + (err.strip(),)), rc=rc, stderr=err)
+            live[key] = text
+    return live
+
+
+def plan(desired, live, tables=OWNED_TABLES) -> NftPlan:
+    result = NftPlan()
+    for key in tables:
+        want, have = desired.get(key, ""), live.get(key, "")
+        if parse_table(want) != parse_table(have):
+            result.changes[key] = want
+            result.before[key] = have
+    return result
+
+
+def probe(runner):
+    """Fail clearly when the kernel lacks what the bridge table uses (checked, never committed)."""
+    rc, _out, err = runner.nft(["-c", "-f", "-"], data=PROBE)
+    if rc != 0:
+        raise ApplyError(
+            "this kernel cannot load the nftables backend's bridge table (nf_tables bridge family, "
+            "verdict maps, concatenated sets): %s; use backend 'xtables' on this host" % err.strip(),
+            stderr=err, backend="nftables",
+        )
+
+
+@dataclass
+class NftResult:
+    changed: bool
+    diff: List[dict]
+    payload: str
+
+
+def converge(desired, runner, check_mode=False, tables=OWNED_TABLES) -> NftResult:
+    """Make the owned nft tables equal ``desired``; one transaction; verify by reading back."""
+    live = read_live(runner, tables)
+    the_plan = plan(desired, live, tables)
+    result = NftResult(not the_plan.is_empty(), the_plan.diff(), the_plan.payload())
+    if check_mode or the_plan.is_empty():
+        return result
+    if any(desired.get(key) for key in the_plan.changes):
+        probe(runner)
+    rc, _out, err = runner.nft(["-f", "-"], data=result.payload)
+    if rc != 0:
+        # nft -f is one transaction: nothing of it was applied
+        raise ApplyError("nft -f failed (rc %d), nothing was changed: %s" % (rc, err.strip()),
+                         rc=rc, stderr=err, payload=result.payload)
+    rest = plan(desired, read_live(runner, tables), tables)
+    if not rest.is_empty():
+        raise ConvergeError(
+            "the nftables rules were applied but read back differently: this is a bug in the nft "
+            "compiler; tables: %s" % ", ".join("%s %s" % key for key in rest.changes),
+            diff=rest.diff(),
+        )
+    return result

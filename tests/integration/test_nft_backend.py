@@ -1,0 +1,129 @@
+"""The nftables backend against real netfilter: same verdicts as xtables, shared rules, switching.
+
+One lab; for each filter the xtables backend is applied and the packet battery run, then the
+host is switched to nftables (which must remove every xtables NIC chain in the same run) and the
+battery run again: the two verdict tables must be identical and must differ from the unfiltered
+baseline (so the filters did something).  Expected verdicts themselves are checked by
+test_nic_filter_playbooks.py for xtables; parity carries them over to nftables.
+"""
+
+import glob
+import os
+import shutil
+
+import pytest
+
+from lab import Lab, format_table, run_battery
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml, _ops, _service
+from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"),
+                                reason="needs root, nft and iproute2")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILTER_FILES = os.path.join(ROOT, "roles", "default_filters", "files")
+PREFIX = "hfwt%d" % os.getpid()
+PARITY_FILTERS = ["clean-traffic", "no-mac-spoofing", "no-ip-spoofing", "no-arp-spoofing",
+                  "qemu-announce-self", "no-mac-broadcast", "no-ip-multicast", "clean-traffic-gateway",
+                  "allow-dhcp", "allow-dhcpv6", "no-ipv6-spoofing", "no-ipv6-multicast", "no-other-l2-traffic"]
+
+
+def _default_filters():
+    out = []
+    for path in sorted(glob.glob(os.path.join(FILTER_FILES, "*.xml"))):
+        with open(path, encoding="utf-8") as handle:
+            parsed = _filterxml.parse_filter_xml(handle.read())
+        out.append(parsed[0] if isinstance(parsed, tuple) else parsed)
+    return out
+
+
+class Host:
+    """The lab's hypervisor driven through _service.reconcile, as the modules drive it."""
+
+    def __init__(self, lab, workdir):
+        self.lab = lab
+        self.config_dir = os.path.join(workdir, "store")
+        self.lock = os.path.join(workdir, "lock")
+        self.runner = HostRunner(prefix=lab.hv_prefix)
+        self.filters = _default_filters()
+
+    def bindings(self, name, ips=None):
+        out = []
+        for guest in self.lab.guests:
+            params = [("IP", ip) for ip in (ips(guest) if ips else [guest.ipv4])]
+            params += [("IPV6", guest.ipv6), ("GATEWAY_MAC", self.lab.bridge_mac), ("DHCPSERVER", "192.168.100.1")]
+            out.append(Binding(portdev=guest.tap, mac=guest.mac, filter=name, parameters=tuple(params)))
+        return out
+
+    def bind(self, name, backend, ips=None, check_mode=False):
+        def mutate(state):
+            for flt in self.filters:
+                state = _ops.define_filter(state, flt)
+            return _ops.set_bindings(state, self.bindings(name, ips), exclusive=True), []
+        return _service.reconcile(self.config_dir, mutate, self.runner, check_mode, lock_file=self.lock,
+                                  backend=backend)
+
+    def nft_tables(self):
+        return self.lab.exec("hv", ["nft", "list", "tables"]).stdout
+
+    def xt_nic_chains(self):
+        text = "".join(self.lab.exec("hv", [tool]).stdout
+                       for tool in ("ebtables-save", "iptables-save", "ip6tables-save"))
+        return [line for line in text.splitlines() if line.startswith(":libvirt-") or line.startswith(":F")]
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    with Lab(PREFIX, guests=2) as lab:
+        host = Host(lab, str(tmp_path_factory.mktemp("nft")))
+        host.baseline = run_battery(lab, timeout=0.4)
+        yield host
+
+
+@pytest.mark.parametrize("name", PARITY_FILTERS)
+def test_nftables_gives_the_same_verdicts_as_xtables(host, name):
+    host.bind(name, "xtables")
+    assert host.xt_nic_chains() and "hfw_nwfilter" not in host.nft_tables()
+    xt = run_battery(host.lab, timeout=0.4)
+    outcome = host.bind(name, "nftables")
+    assert outcome.rules_changed
+    # the switch removed every xtables NIC chain in the same run
+    assert host.xt_nic_chains() == [] and "bridge hfw_nwfilter" in host.nft_tables()
+    nft = run_battery(host.lab, timeout=0.4)
+    assert nft == xt, "xtables:\n%snftables:\n%s" % (format_table(xt), format_table(nft))
+    assert nft != host.baseline or name in ("allow-dhcp", "allow-dhcpv6")
+
+
+def test_ip_list_parity_and_rerun_changes_nothing(host):
+    def ips(guest):
+        return [guest.ipv4, "192.168.100.99"]
+    host.bind("clean-traffic", "xtables", ips=ips)
+    xt = run_battery(host.lab, timeout=0.4)
+    host.bind("clean-traffic", "nftables", ips=ips)
+    nft = run_battery(host.lab, timeout=0.4)
+    assert nft == xt, "xtables:\n%snftables:\n%s" % (format_table(xt), format_table(nft))
+    assert not host.bind("clean-traffic", "nftables", ips=ips).changed
+    # the host default is now nftables: a call without backend keeps it
+    assert not host.bind("clean-traffic", None, ips=ips).changed
+
+
+def test_rules_are_shared_and_drift_is_healed(host):
+    host.bind("clean-traffic", "nftables")
+    text = host.lab.exec("hv", ["nft", "list", "table", "bridge", "hfw_nwfilter"]).stdout
+    # one chain per filter tree and direction, not per NIC: the guests' taps appear only in sets/maps
+    for guest in host.lab.guests:
+        assert "chain" not in "".join(line for line in text.splitlines() if guest.tap in line)
+    assert text.count("\tchain ") == len(set(line for line in text.splitlines() if "\tchain " in line))
+    host.lab.exec("hv", ["nft", "flush", "map", "bridge", "hfw_nwfilter", "from_guest"])
+    check = host.bind("clean-traffic", "nftables", check_mode=True)
+    assert check.changed and any(d.get("before_header", "").startswith("nft") for d in check.diff)
+    assert host.bind("clean-traffic", "nftables").changed
+    assert not host.bind("clean-traffic", "nftables").changed
+
+
+def test_switching_back_to_xtables_removes_the_nft_table(host):
+    host.bind("clean-traffic", "nftables")
+    host.bind("clean-traffic", "xtables")
+    assert "hfw_nwfilter" not in host.nft_tables() and host.xt_nic_chains()
