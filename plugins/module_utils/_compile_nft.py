@@ -308,7 +308,10 @@ def _lookups(slots):
 
 def _chain_rules(inst, rules, wanted):
     """{suffix: [_RuleT or ('jump', suffix)]} for one NIC and one direction, libvirt's order."""
-    mine = [r for r in rules if r.direction in wanted and (r.protocol is None or r.protocol in L2_PROTOCOLS)]
+    for rule in rules:
+        if rule.protocol is not None and rule.protocol not in L2_PROTOCOLS:
+            raise _unsupported(rule, "a layer 3/4 (%s) rule" % rule.protocol)
+    mine = [r for r in rules if r.direction in wanted]
     body: Dict[str, list] = {"root": []}
     subs = []
     for suffix, priority in inst.subchains:

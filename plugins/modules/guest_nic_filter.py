@@ -23,7 +23,20 @@ description:
     re-apply them without the controller.
 options:
   portdev:
-    description: The tap device of the guest NIC (libvirt's C(<target dev=...>)), e.g. C(vnet0).
+    description:
+      - The tap device of the guest NIC (libvirt's C(<target dev=...>)), e.g. C(vnet0), for taps with a
+        fixed name. Give either O(portdev) or O(domain).
+    type: str
+  domain:
+    description:
+      - The libvirt domain (guest) whose NIC O(mac) the binding filters. Its rules follow the guest onto
+        whichever tap libvirt gives it, and vanish when it stops; the tap is found through the runtime map
+        the C(hypervisor.firewall.guest_hooks) role's qemu hook keeps, else as the device whose MAC is O(mac)
+        with the first byte C(fe) (the MAC libvirt gives a guest's tap).
+      - A guest that is not running gets no rules; RV(gathered) shows it as C(not running).
+    type: str
+  alias:
+    description: With O(domain), only the NIC with this libvirt alias (C(<alias name=...>)) and O(mac).
     type: str
   mac:
     description: The guest NIC's MAC address; it fills the C(MAC) variable unless O(parameters) sets it.
@@ -45,6 +58,8 @@ options:
     elements: dict
     suboptions:
       portdev: {description: Tap device., type: str}
+      domain: {description: Guest (libvirt domain name) instead of a tap., type: str}
+      alias: {description: "Alias of the guest NIC (with O(bindings[].domain)).", type: str}
       mac: {description: Guest MAC., type: str}
       filter: {description: Filter name., type: str}
       parameters: {description: Filter variables., type: dict}
@@ -64,6 +79,13 @@ options:
         NICs whose filters libvirtd applies are never touched.
     type: bool
     default: false
+  drop_unbound_taps:
+    description:
+      - V(true) adds one fail-closed rule (ebtables C(nat PREROUTING -i vnet+ -j DROP), after the jumps of
+        every bound tap) that drops every frame from a C(vnet*) tap without a binding; libvirt leaves such
+        taps open. V(false) removes it; unset leaves the host's setting as it is.
+      - Refused while libvirtd's own nwfilter driver filters a C(vnet*) tap (its jumps would come after the DROP).
+    type: bool
   takeover:
     description:
       - Replace libvirtd's own nwfilter rules for a NIC that has a binding under
@@ -96,6 +118,15 @@ EXAMPLES = r"""
     parameters:
       IP: 192.168.122.10
 
+- name: Filter a guest's NIC wherever libvirt puts it (needs the guest_hooks role on the host)
+  hypervisor.firewall.guest_nic_filter:
+    domain: web1
+    mac: "52:54:00:6b:3c:58"
+    filter: clean-traffic
+    parameters:
+      IP: 192.168.122.10
+    drop_unbound_taps: true
+
 - name: All guests of a host in one transaction; drop every other binding
   hypervisor.firewall.guest_nic_filter:
     bindings: "{{ hypervisor_guest_nics }}"
@@ -127,7 +158,10 @@ rendered:
   returned: when state is rendered
   type: dict
 gathered:
-  description: Stored bindings with their live chains (rule text and packet counters).
+  description:
+    - Stored bindings with their live chains (rule text and packet counters), each with C(guest) (the
+      domain, when known) and C(tap) (the device its rules are on now, or C(not running), C(no device)
+      or C(unplaced) with a warning saying why).
   returned: when state is gathered
   type: list
   elements: dict
@@ -143,6 +177,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._module import
 
 BINDING_OPTIONS = dict(
     portdev=dict(type="str"),
+    domain=dict(type="str"),
+    alias=dict(type="str"),
     mac=dict(type="str"),
     filter=dict(type="str"),
     parameters=dict(type="dict"),
@@ -157,9 +193,10 @@ def main():
             state=dict(type="str", choices=["present", "absent", "rendered", "gathered"], default="present"),
             exclusive=dict(type="bool", default=False),
             takeover=dict(type="bool", default=False),
+            drop_unbound_taps=dict(type="bool"),
             **BINDING_OPTIONS
         ),
-        mutually_exclusive=[("binding_xml", "portdev")],
+        mutually_exclusive=[("binding_xml", "portdev"), ("binding_xml", "domain"), ("portdev", "domain")],
         supports_check_mode=True,
     )
     check_libraries(module)
