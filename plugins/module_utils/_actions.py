@@ -67,13 +67,39 @@ def load_filter_param(params):
     return new, warnings
 
 
+def load_filter_batch(params):
+    """The filters of one call: ``xml``/``definition``, or each item of ``filters``."""
+    items = []
+    for item in params.get("filters") or []:
+        if isinstance(item, str):
+            items.append(dict(xml=item))
+        elif isinstance(item, dict):
+            items.append(dict(definition=item))
+        else:
+            raise FilterXMLError("each item of filters is libvirt XML (a string) or a YAML definition (a "
+                                 "dict), not %s" % type(item).__name__)
+    if params.get("xml") is not None or params.get("definition") is not None:
+        items.append(dict(xml=params.get("xml"), definition=params.get("definition"), name=params.get("name")))
+    loaded, warnings = [], []
+    for item in items:
+        new, more = load_filter_param(dict(item, strict=params["strict"]))
+        if new.name in [f.name for f in loaded]:
+            raise FilterXMLError("filter '%s' is given twice in one call: give each filter once" % new.name,
+                                 filter=new.name)
+        loaded.append(new)
+        warnings.extend(more)
+    return loaded, warnings
+
+
 def nwfilter(params, check_mode, runner=None):
     if params["state"] == "present":
-        new, warnings = load_filter_param(params)
-        name = new.name
+        batch, warnings = load_filter_batch(params)
+        name = batch[-1].name
 
         def mutate(state):
-            return _ops.define_filter(state, new), warnings
+            for new in batch:
+                state = _ops.define_filter(state, new)
+            return state, warnings
     else:
         name = params["name"]
 
@@ -86,6 +112,8 @@ def nwfilter(params, check_mode, runner=None):
     if stored is not None:
         result.update(filter=_filterxml.filter_to_dict(stored), uuid=stored.uuid,
                       xml=_filterxml.format_filter_xml(stored))
+    if params["state"] == "present":
+        result["uuids"] = {new.name: outcome.after.filters[new.name].uuid for new in batch}
     return result
 
 

@@ -36,6 +36,13 @@ options:
       - The filter in YAML form, the same shape M(hypervisor.firewall.nwfilter_info) returns.
         Mutually exclusive with O(xml).
     type: dict
+  filters:
+    description:
+      - Several filters defined in one call (one store update and one rule transaction). Each item
+        is either libvirt XML (a string) or a filter in YAML form (a dict). May be combined with
+        O(xml) or O(definition). The default_filters role installs the whole set this way.
+    type: list
+    elements: raw
   strict:
     description:
       - libvirt ignores unknown elements and attributes and turns a bad rule priority into 500.
@@ -106,6 +113,11 @@ xml:
   description: The canonical XML stored for the filter.
   returned: success and state is present
   type: str
+uuids:
+  description: The uuid of every filter the call defines, by name.
+  returned: success and state is present
+  type: dict
+  sample: {no-spamming: 6ff2f6a4-9b0e-4f55-9a0f-5c1e8a7d9d41}
 rebuilt_devices:
   description: Guest NICs whose chains the change rewrote (or would rewrite in check mode).
   returned: success
@@ -129,11 +141,12 @@ def main():
             name=dict(type="str"),
             xml=dict(type="str"),
             definition=dict(type="dict"),
+            filters=dict(type="list", elements="raw"),
             strict=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("xml", "definition")],
-        required_if=[("state", "present", ("xml", "definition"), True), ("state", "absent", ("name",))],
+        required_if=[("state", "present", ("xml", "definition", "filters"), True), ("state", "absent", ("name",))],
         supports_check_mode=True,
     )
     check_libraries(module)

@@ -173,10 +173,17 @@ def test_a_stale_map_entry_never_puts_a_guest_on_another_guests_tap(host):
     plug(lab, MAC_A, IP_A)
     assert hook(lab, conf, "guest-a", "start").returncode == 0
     unplug(lab)  # guest A vanished without its 'stopped' hook (libvirtd crashed)
-    plug(lab, MAC_B, IP_B)  # a guest this host store knows nothing about takes vnet0
+    plug(lab, "52:54:00:00:00:0c", IP_B)  # a guest this host store knows nothing about takes vnet0
     _actions.guest_nic_filter(dict(params, state="present", bindings=[]), False, runner=runner)
     assert eb_chains(lab) == []
-    assert gathered(params, runner)["guest-a"] == "unplaced"
+    assert gathered(params, runner) == {"guest-a": "unplaced", "guest-b": "not running"}
+    unplug(lab)
+    # guest B started by a libvirtd without the hook: found by its tap's MAC (fe + the guest's MAC)
+    plug(lab, MAC_B, IP_B)
+    _actions.guest_nic_filter(dict(params, state="present", bindings=[]), False, runner=runner)
+    assert gathered(params, runner) == {"guest-a": "unplaced", "guest-b": "vnet0"}
+    assert delivered(lab, MAC_B, IP_B)
+    assert not delivered(lab, MAC_B, IP_A)
 
 
 def test_start_fails_closed_when_the_rules_cannot_be_applied_and_open_when_asked(host, tmp_path):

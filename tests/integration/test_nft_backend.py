@@ -10,12 +10,13 @@ test_nic_filter_playbooks.py for xtables; parity carries them over to nftables.
 import glob
 import os
 import shutil
+import subprocess
 
 import pytest
 
 from lab import Lab, format_table, run_battery
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml, _ops, _service
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml, _nft, _ops, _service
 from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
 
@@ -130,3 +131,34 @@ def test_switching_back_to_xtables_removes_the_nft_table(host):
     host.bind("clean-traffic", "nftables")
     host.bind("clean-traffic", "xtables")
     assert "hfw_nwfilter" not in host.nft_tables() and host.xt_nic_chains()
+
+
+GOLDENS = sorted(glob.glob(os.path.join(ROOT, "tests", "unit", "plugins", "module_utils", "fixtures", "nft", "*.nft")))
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    name = PREFIX + "-rt"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield HostRunner(prefix=["ip", "netns", "exec", name])
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.parametrize("path", GOLDENS, ids=os.path.basename)
+def test_golden_tables_load_and_read_back_as_written(scratch, path):
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    result = _nft.converge({_nft.OWNED_TABLES[0]: text}, scratch)  # raises when read back differs
+    assert result.changed
+    assert not _nft.converge({_nft.OWNED_TABLES[0]: text}, scratch).changed
+
+
+def test_probe_passes_on_this_kernel_and_foreign_tables_are_never_touched(scratch):
+    _nft.probe(scratch)
+    scratch.nft(["-f", "-"], data="table bridge filter {\n\tchain forward {\n\t\ttype filter hook forward priority 0; "
+                                   "policy drop;\n\t}\n}\n")
+    _nft.converge({}, scratch)
+    rc, out, _err = scratch.nft(["list", "tables"])
+    assert rc == 0 and out.strip() == "table bridge filter"

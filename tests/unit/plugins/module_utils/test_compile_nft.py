@@ -100,8 +100,8 @@ def test_one_nic_keeps_its_values_in_sets():
 
 
 def test_ip_list_becomes_one_rule_with_one_element_per_address():
-    text = table_text([nic(0, ips=["192.168.100.10", "192.168.100.99"])])
-    assert text.count("ip saddr . iifname @") == 1
+    text = table_text([nic(0, ips=["192.168.100.10", "192.168.100.99"]), nic(1)])
+    assert text.count("ip saddr . iifname @") == 1  # 0.0.0.0, common to both NICs, is literal
     assert '192.168.100.10 . "vnet0"' in text and '192.168.100.99 . "vnet0"' in text
 
 
@@ -131,8 +131,10 @@ def test_inout_rule_is_reversed_for_frames_from_the_guest_like_xtables():
                         '<mac srcmacaddr="$MAC" dstmacaddr="ff:ff:ff:ff:ff:ff"/></rule></filter>')
     filters = dict(FILTERS, io=flt)
     text = table_text([nic(0, "io", filters=filters)])
-    assert "ether daddr . iifname @" in text and "ether saddr ff:ff:ff:ff:ff:ff" not in text
-    assert "ether daddr ff:ff:ff:ff:ff:ff ether saddr . oifname @" in text
+    # xtables: I chain "-s Broadcast -d MAC", O chain "-s MAC -d Broadcast"; keys are daddr . saddr
+    assert "ether daddr . ether saddr . iifname @" in text
+    assert '52:54:00:00:00:00 . ff:ff:ff:ff:ff:ff . "vnet0"' in text.split("map to_guest")[0]
+    assert 'ff:ff:ff:ff:ff:ff . 52:54:00:00:00:00 . "vnet0"' in text.split("map to_guest")[1]
 
 
 @pytest.mark.parametrize("xml, what", [
