@@ -7,7 +7,7 @@ Layout (format 1)::
 
     config_dir/format            "hypervisor-firewall-store 1"
     config_dir/filters/NAME.xml  libvirt <filter> XML, canonical, with its uuid
-    config_dir/bindings/DEV.xml  libvirt <filterbinding> XML
+    config_dir/bindings/KEY.xml  libvirt <filterbinding> XML; KEY is the tap, or DOMAIN--MAC (Binding.key)
     config_dir/networks/NAME.xml libvirt <network> XML
     config_dir/drop-unbound-taps present: drop frames from vnet* taps without a binding
     (config_dir/runtime/ is the qemu hook's map of running guests, see _runtime; not the store)

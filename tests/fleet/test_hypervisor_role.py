@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from ansible_run import host_vars, run_playbook
-from lab import Lab, read_sysctl, write_sysctl
+from lab import Lab
+from lab.netns import read_sysctl, write_sysctl
 from test_fleet import CLEAN_TRAFFIC_FILTERS, kernel
 
 pytestmark = pytest.mark.skipif(

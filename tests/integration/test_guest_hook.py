@@ -246,3 +246,55 @@ def g1_reaches_g0(lab, g1):
     finally:
         rx.close()
         tx.close()
+
+
+ROLE_PLAY = """
+- hosts: all
+  gather_facts: false
+  roles:
+    - role: hypervisor.firewall.guest_hooks
+      vars:
+        guest_hooks_state: "{{ state }}"
+        guest_hooks_hook_path: "{{ root }}/hooks/qemu.d/hypervisor-firewall"
+        guest_hooks_engine_dir: "{{ root }}/lib/module_utils"
+        guest_hooks_conf_path: "{{ root }}/etc/hook.conf"
+        guest_hooks_python: "{{ python }}"
+        guest_hooks_config_dir: "{{ hfw_config_dir }}"
+        guest_hooks_lock_file: "{{ hfw_lock_file }}"
+        guest_hooks_lock_timeout: 3
+        guest_hooks_install_packages: false
+"""
+
+
+def test_role_installs_a_working_hook_idempotently_and_removes_it(host, tmp_path):
+    from ansible_run import host_vars, run_playbook
+    lab, params, _conf, runner = host
+    root = tmp_path / "root"
+    hostvars = dict(host_vars(lab.hv, str(tmp_path)), hfw_config_dir=params["config_dir"],
+                    hfw_lock_file=params["lock_file"])
+    inventory = {"hypervisors": {lab.hv: hostvars}}
+
+    def play(state):
+        proc, recap = run_playbook(str(tmp_path), ROLE_PLAY, inventory,
+                                   extra_vars=dict(state=state, root=str(root), python=sys.executable))
+        assert proc.returncode == 0 and recap[lab.hv]["failed"] == 0, proc.stdout + proc.stderr
+        return recap[lab.hv]["changed"]
+
+    installed = root / "hooks" / "qemu.d" / "hypervisor-firewall"
+    assert play("present") > 0
+    assert play("present") == 0
+    assert installed.read_text().startswith("#!%s\n" % sys.executable) and os.access(installed, os.X_OK)
+    assert "lock_timeout = 3" in (root / "etc" / "hook.conf").read_text()
+    assert not (root / "lib" / "module_utils" / "_module.py").exists()
+
+    # libvirt's clean environment: no HYPERVISOR_FIREWALL_HOOK_CONF, the installed paths must do
+    plug(lab, MAC_A, IP_A)
+    xml = DOMAIN_XML.format(name="guest-a", suffix="0" * 12, mac=MAC_A, tap="vnet0")
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C"}
+    done = lab.exec("hv", ["env", "-i"] + ["%s=%s" % kv for kv in env.items()]
+                    + [str(installed), "guest-a", "start", "begin", "-"], check=False, input=xml)
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert "libvirt-I-vnet0" in eb_chains(lab)
+
+    assert play("absent") > 0
+    assert not installed.exists() and not (root / "lib" / "module_utils").exists()

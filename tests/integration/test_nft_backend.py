@@ -8,6 +8,7 @@ test_nic_filter_playbooks.py for xtables; parity carries them over to nftables.
 """
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -162,3 +163,52 @@ def test_probe_passes_on_this_kernel_and_foreign_tables_are_never_touched(scratc
     _nft.converge({}, scratch)
     rc, out, _err = scratch.nft(["list", "tables"])
     assert rc == 0 and out.strip() == "table bridge filter"
+
+
+PLAY = """
+- hosts: hv
+  gather_facts: false
+  tasks:
+    - hypervisor.firewall.guest_nic_filter:
+        config_dir: "{{ hfw_config_dir }}"
+        lock_file: "{{ hfw_lock_file }}"
+        backend: nftables
+        state: "{{ nic_state }}"
+        bindings: "{{ nic_bindings }}"
+      register: nic_result
+    - ansible.builtin.copy:
+        content: "{{ nic_result | to_nice_json }}"
+        dest: "{{ nic_out }}"
+        mode: "0600"
+      check_mode: false
+      diff: false
+"""
+
+
+def test_module_option_check_apply_rerun_and_rendered(host, tmp_path):
+    from ansible_run import host_vars, run_playbook
+    host.bind("clean-traffic", "xtables")
+    workdir = str(tmp_path)
+    hv = dict(host_vars(host.lab.hv, workdir), hfw_config_dir=host.config_dir, hfw_lock_file=host.lock)
+    inventory = {"lab": {"hv": hv}}
+    bindings = [dict(portdev=g.tap, mac=g.mac, filter="clean-traffic", parameters={"IP": g.ipv4})
+                for g in host.lab.guests]
+    out = os.path.join(workdir, "out.json")
+
+    def play(state="present", check=False):
+        proc, recap = run_playbook(workdir, PLAY, inventory, check=check, diff=check,
+                                   extra_vars=dict(nic_state=state, nic_bindings=bindings, nic_out=out))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with open(out, encoding="utf-8") as handle:
+            return recap["hv"], json.load(handle)
+
+    recap, result = play(check=True)
+    assert recap["failed"] == 0 and result["changed"] and "bridge hfw_nwfilter" not in host.nft_tables()
+    assert any(d.get("after_header", "").startswith("nft bridge hfw_nwfilter") for d in result["diff"])
+    recap, result = play()
+    assert result["changed"] and "bridge hfw_nwfilter" in host.nft_tables() and host.xt_nic_chains() == []
+    recap, result = play()
+    assert recap["failed"] == 0 and not result["changed"]
+    _recap, result = play(state="rendered")
+    assert result["rendered"]["nft"].startswith("table bridge hfw_nwfilter {")
+    assert result["rendered"]["nft_notes"][0].startswith("nftables: 2 NICs")

@@ -88,7 +88,7 @@ def binding(dev="vnet0", mac=MAC0, filter_name="no-mac-spoofing", **parameters):
 def owned(runner):
     found = {}
     for tool, text in runner.dumps().items():
-        for (_, table), state in parse_save(tool, text).items():
+        for (parsed_tool, table), state in parse_save(tool, text).items():
             for name, chain in state.chains.items():
                 found[(tool, table, name)] = chain.rules
     return found
