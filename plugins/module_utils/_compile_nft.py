@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import _names
 from . import _xt_print as P
@@ -295,14 +295,15 @@ class _RuleT:
     @property
     def mergeable(self):
         # several instances ORed into one set lookup: only sound for a single positive lookup
-        return not any(s.negate for s in self.slots) and len(_lookups(self.slots)) == 1
+        return not any(s.negate for s in self.slots) and len(_lookups(list(enumerate(self.slots)))) == 1
 
 
 def _lookups(slots):
-    """Slots grouped into set lookups: typed positive slots share one concatenation; raw and
-    negated slots are looked up one by one (nft cannot concatenate several raw fields)."""
-    together = tuple(s for s in slots if not s.negate and s.kind != "raw")
-    alone = [(s,) for s in slots if s.negate or s.kind == "raw"]
+    """(position, Slot) pairs grouped into set lookups: typed positive slots share one
+    concatenation; raw and negated slots are looked up one by one (nft 1.0.6 mangles sets
+    declared ``typeof`` several raw fields)."""
+    together = tuple(p for p in slots if not p[1].negate and p[1].kind != "raw")
+    alone = [(p,) for p in slots if p[1].negate or p[1].kind == "raw"]
     return ([together] if together else []) + alone
 
 
@@ -327,7 +328,7 @@ def _chain_rules(inst, rules, wanted):
             continue  # libvirt ignores a sub-chain it has no selector for
         reverse = wanted[0] == "out" and rule.direction == "inout"
         items, verdict = _build(rule, reverse)
-        body[rule.chain if rule.chain != "root" else "root"].append(_RuleT(items, verdict))
+        body[rule.chain].append(_RuleT(items, verdict))
     body["root"].extend(("jump", suffix) for _priority, suffix in jumps)
     return {suffix: _merge(lines) for suffix, lines in body.items() if suffix == "root" or lines}
 
@@ -387,51 +388,50 @@ def _inlined(lines, nics_values):
             out.append(())
             continue
         keep = []
+        seen = {tuple(values[number]) for values in nics_values}
+        single = len(nics_values) > 1 and all(len(tuples) == 1 for tuples in seen)
         for pos, slot in enumerate(line.slots):
-            seen = {tuple(v[number]) for v in nics_values}
-            one = [vals for vals in seen]
-            same = len(nics_values) > 1 and all(len(t) == 1 for t in seen) and len(
-                {t[0][pos] for t in seen}) == 1
-            keep.append(one[0][0][pos] if same and slot.kind != "raw" else None)
+            here = {tuples[0][pos] for tuples in seen} if single else set()
+            keep.append(next(iter(here)) if len(here) == 1 and slot.kind != "raw" else None)
         out.append(tuple(keep))
     return out
 
 
 def _render_rule(line, inline, ifkey, set_name):
-    """Rule text and its lookups [(set name, slot indexes)]; ``set_name(n)`` names lookup n."""
-    slots = line.slots
-    free = [s for s, v in zip(slots, inline) if v is None]
+    """Rule text and its lookups [(set name, ((position, Slot), ...))]; ``set_name(n)`` names
+    lookup n; a lookup stands where its first slot stands."""
+    free = [(pos, slot) for pos, (slot, value) in enumerate(zip(line.slots, inline)) if value is None]
     lookups = _lookups(free)
-    first = {id(group[0]): n for n, group in enumerate(lookups)}
-    tokens, index, used = [], 0, []
+    first = {group[0][0]: group for group in lookups}
+    tokens, pos, used = [], 0, []
     for item in line.items:
         if not isinstance(item, Slot):
             tokens.append(item)
             continue
-        value = inline[index]
-        index += 1
+        value, group = inline[pos], first.get(pos)
+        pos += 1
         if value is not None:
             tokens.append(_neg_text("%s %s" % (item.expr, value), item.negate))
-        elif id(item) in first:
-            group = lookups[first[id(item)]]
+        elif group is not None:
             name = set_name(len(used))
             used.append((name, group))
-            op = "!= " if group[0].negate else ""
-            tokens.append("%s . %s %s@%s" % (" . ".join(s.expr for s in group), ifkey, op, name))
+            op = "!= " if group[0][1].negate else ""
+            tokens.append("%s . %s %s@%s" % (" . ".join(s.expr for _p, s in group), ifkey, op, name))
     tokens.append(line.verdict)
     return " ".join(tokens), used
 
 
 def _set_type(group, ifkey):
-    if any(s.kind == "raw" for s in group):
-        return "typeof %s . %s" % (" . ".join(s.expr for s in group), ifkey)
-    return "type %s . ifname" % " . ".join(s.kind for s in group)
+    slots = [slot for _pos, slot in group]
+    if any(s.kind == "raw" for s in slots):
+        return "typeof %s . %s" % (" . ".join(s.expr for s in slots), ifkey)
+    return "type %s . ifname" % " . ".join(s.kind for s in slots)
 
 
 def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
     """Build the chain a group of NICs shares; per_nic[dev] = its value tuples per line."""
     inline = _inlined(lines, [per_nic[dev] for dev in nics])
-    body, sets, maps = [], [], []
+    body, sets = [], []
     for number, (line, _values) in enumerate(lines):
         if not isinstance(line, _RuleT):
             sub = line[1]
@@ -441,7 +441,6 @@ def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
             if len(chosen) == 1:
                 body.append(prefix + "jump " + chosen.pop())
             else:
-                maps.append((len(body), sub))
                 body.append((prefix, sub))
             continue
         text, used = _render_rule(line, inline[number], ifkey, lambda n, k=number: "{SET}s%d-%d" % (k, n))
@@ -464,14 +463,10 @@ def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
             elements = []
             for dev in nics:
                 for values in per_nic[dev][number]:
-                    picked = [values[lines[number][0].slots.index(s)] for s in group]
-                    elements.append(" . ".join(_element(s, v) for s, v in zip(group, picked)) + ' . "%s"' % dev)
+                    key = [values[pos] for pos, _slot in group] + ['"%s"' % dev]
+                    elements.append(" . ".join(key))
             chain.sets[set_local.replace("{SET}", name + "-")] = (_set_type(group, ifkey), elements)
     return chain
-
-
-def _element(slot, value):
-    return value
 
 
 def _direction(direction, ifkey, wanted, nics):
@@ -503,7 +498,7 @@ def _direction(direction, ifkey, wanted, nics):
     return chains, dispatch, notes
 
 
-def compile_nics(instantiations) -> NftDesired:
+def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
     """The bridge table for every NIC (empty NftDesired when no NIC has an L2 rule)."""
     nics = sorted(instantiations, key=lambda inst: inst.portdev)
     for inst in nics:
@@ -545,19 +540,15 @@ def _set(name, type_line, elements):
 
 
 def _block(kind, name, head, elements):
-    lines = ["\t%s %s {" % (kind, _quote(name))] + ["\t\t" + h for h in head]
+    lines = ["\t%s %s {" % (kind, name)] + ["\t\t" + h for h in head]
     if elements:
         lines.append("\t\telements = { " + ",\n\t\t\t     ".join(sorted(elements)) + " }")
     return "\n".join(lines + ["\t}"])
 
 
 def _chain(name, rules, head=None):
-    lines = ["\tchain %s {" % _quote(name)] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
+    lines = ["\tchain %s {" % name] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
     return "\n".join(lines + ["\t}"])
-
-
-def _quote(name):
-    return name
 
 
 def render_table(family, name, objects):
