@@ -103,18 +103,18 @@ class NftPlan:
 
 
 def read_live(runner, tables=OWNED_TABLES):
-    """{(family, name): text} of the owned tables that exist."""
-    rc, out, err = runner.nft(["list", "tables"])
-    if rc != 0:
-        raise ApplyError("nft list tables failed (rc %d): %s" % (rc, err.strip()), rc=rc, stderr=err)
-    present = {tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("table ")}
+    """{(family, name): text} of the owned tables that exist.
+
+    Each table is asked for by name: ``nft list tables`` fetches the whole ruleset first, which
+    costs a quarter second beside 1000 NICs' xtables rules; a missing table fails at once (ENOENT).
+    """
     live = {}
     for key in tables:
-        if key in present:
-            rc, text, err = runner.nft(["list", "table", key[0], key[1]])
-            if rc != 0:
-                raise ApplyError("nft list table %s %s failed: %s" % (key + (err.strip(),)), rc=rc, stderr=err)
+        rc, text, err = runner.nft(["list", "table", key[0], key[1]])
+        if rc == 0:
             live[key] = text
+        elif "No such file or directory" not in err:
+            raise ApplyError("nft list table %s %s failed: %s" % (key + (err.strip(),)), rc=rc, stderr=err)
     return live
 
 

@@ -236,6 +236,8 @@ class FakeNft:
         if args == ["list", "tables"]:
             return 0, "".join("table %s %s\n" % key for key in self.tables), ""
         if args[:2] == ["list", "table"]:
+            if tuple(args[2:4]) not in self.tables:
+                return 1, "", "Error: No such file or directory\nlist table %s %s\n" % tuple(args[2:4])
             return 0, self.tables[tuple(args[2:4])], ""
         if args[:1] == ["-c"]:
             return (0, "", "") if self.probe_ok else (1, "", "Error: Could not process rule: Operation not supported")
