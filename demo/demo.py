@@ -77,11 +77,12 @@ def playbook(workdir, inv, title, **kwargs):
     log = os.path.join(workdir, re.sub(r"\W+", "-", title.lower()) + ".log")
     with open(log, "w") as handle:
         handle.write(proc.stdout + proc.stderr)
-    # the NIC and network tasks' diffs are the interesting part; the full log is on disk
-    shown = [block for block in proc.stdout.split("\n\n")
-             if "guest_nic_filter" in block or "virt_network_fw" in block or "RECAP" in block]
-    print("\n\n".join(shown)[-6000:])
-    print("(full output: %s)" % log)
+    # the network and NIC tasks (their diffs) and the recap; the full log, with the filter XML, is on disk
+    tasks = proc.stdout.split("\nTASK [")
+    shown = ["TASK [" + t for t in tasks if t.split("]", 1)[0].endswith(("virtual networks", "guest NICs"))]
+    shown.append("PLAY RECAP" + proc.stdout.split("PLAY RECAP", 1)[-1])
+    print("\n".join(shown))
+    print("(full output: %s; run with --keep to keep it)" % log)
     if proc.returncode != 0:
         print(proc.stderr[-3000:])
         raise SystemExit("site.yml failed (rc %d)" % proc.returncode)
@@ -118,7 +119,9 @@ def main():
         banner("Verdicts after re-apply %s the verdicts before the restart" % ("EQUAL" if same else "DIFFER FROM"))
         if not same or out.returncode != 0:
             raise SystemExit(1)
-    if not args.keep:
+    if args.keep:
+        print("work directory kept: %s" % workdir)
+    else:
         subprocess.run(["rm", "-rf", workdir], check=False)
 
 
