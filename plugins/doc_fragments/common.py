@@ -34,6 +34,10 @@ options:
       - The task fails when the lock is still held after this many seconds.
     type: int
     default: 30
+"""
+
+    BACKEND = r"""
+options:
   backend:
     description:
       - Which firewall backend filters guest NICs on this host.

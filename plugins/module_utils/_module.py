@@ -24,14 +24,15 @@ except ImportError:
     NETADDR_IMPORT_ERROR = traceback.format_exc()
 
 
-def common_argument_spec(**extra):
-    """Options every module takes (documented in the common doc fragment)."""
+def common_argument_spec(with_backend=True, **extra):
+    """Options every module takes (the common doc fragment; ``backend``: common.backend)."""
     spec = dict(
         config_dir=dict(type="path", default=DEFAULT_CONFIG_DIR),
         lock_file=dict(type="path", default=DEFAULT_LOCK_FILE),
         lock_timeout=dict(type="int", default=30),
-        backend=dict(type="str", choices=["xtables", "nftables"]),
     )
+    if with_backend:
+        spec["backend"] = dict(type="str", choices=["xtables", "nftables"])
     spec.update(extra)
     return spec
 

@@ -94,6 +94,7 @@ options:
     default: false
 extends_documentation_fragment:
   - hypervisor.firewall.common
+  - hypervisor.firewall.common.backend
   - hypervisor.firewall.common.attributes
 notes:
   - iptables and ip6tables rules see bridged traffic only when the sysctls

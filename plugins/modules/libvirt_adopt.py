@@ -55,6 +55,7 @@ options:
     default: {}
 extends_documentation_fragment:
   - hypervisor.firewall.common
+  - hypervisor.firewall.common.backend
   - hypervisor.firewall.common.attributes
 notes:
   - Run as root on the hypervisor.

@@ -58,6 +58,7 @@ options:
     default: present
 extends_documentation_fragment:
   - hypervisor.firewall.common
+  - hypervisor.firewall.common.backend
   - hypervisor.firewall.common.attributes
 notes:
   - Run on the hypervisor as root when bindings exist (their chains are rebuilt).

@@ -100,7 +100,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._module import
 
 def main():
     module = AnsibleModule(
-        argument_spec=common_argument_spec(name=dict(type="str")),
+        argument_spec=common_argument_spec(with_backend=False, name=dict(type="str")),
         supports_check_mode=True,
     )
     check_libraries(module)

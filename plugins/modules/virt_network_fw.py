@@ -87,6 +87,7 @@ options:
     default: present
 extends_documentation_fragment:
   - hypervisor.firewall.common
+  - hypervisor.firewall.common.backend
   - hypervisor.firewall.common.attributes
 notes:
   - nwfilter's chains stand before the network chains in FORWARD. Unlike libvirt, the final accept in
