@@ -26,17 +26,17 @@ _INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
 PROBE_TABLE = "hfw_probe"
 # what the bridge table needs from the kernel: verdict maps, concatenated sets, raw payloads
 PROBE = """table bridge %s {
-	set s { type ether_addr . ifname; }
-	set r { typeof @nh,64,48 . iifname; }
-	map m { type ifname : verdict; }
-	chain c {
-		ether saddr . iifname @s return
-		@nh,64,48 . iifname @r return
-	}
-	chain p {
-		type filter hook prerouting priority dstnat; policy accept;
-		iifname vmap @m
-	}
+\tset s { type ether_addr . ifname; }
+\tset r { typeof @nh,64,48 . iifname; }
+\tmap m { type ifname : verdict; }
+\tchain c {
+\t\tether saddr . iifname @s return
+\t\t@nh,64,48 . iifname @r return
+\t}
+\tchain p {
+\t\ttype filter hook prerouting priority dstnat; policy accept;
+\t\tiifname vmap @m
+\t}
 }
 """ % PROBE_TABLE
 

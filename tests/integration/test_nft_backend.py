@@ -159,7 +159,7 @@ def test_golden_tables_load_and_read_back_as_written(scratch, path):
 def test_probe_passes_on_this_kernel_and_foreign_tables_are_never_touched(scratch):
     _nft.probe(scratch)
     scratch.nft(["-f", "-"], data="table bridge filter {\n\tchain forward {\n\t\ttype filter hook forward priority 0; "
-                                   "policy drop;\n\t}\n}\n")
+                                  "policy drop;\n\t}\n}\n")
     _nft.converge({}, scratch)
     rc, out, _err = scratch.nft(["list", "tables"])
     assert rc == 0 and out.strip() == "table bridge filter"

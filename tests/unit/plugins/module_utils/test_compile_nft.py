@@ -164,36 +164,36 @@ def test_no_rules_no_table():
 # ------------------------------------------------------------------------------ _nft
 
 LIVE = """table bridge hfw_nwfilter {
-	set s {
-		type ether_addr . ifname
-		elements = { 52:54:00:00:00:02 . "vnet1",
-			     52:54:00:00:00:01 . "vnet0" }
-	}
+\tset s {
+\t\ttype ether_addr . ifname
+\t\telements = { 52:54:00:00:00:02 . "vnet1",
+\t\t\t     52:54:00:00:00:01 . "vnet0" }
+\t}
 
-	set r {
-		typeof @nh,48,16 . iifname
-		elements = { 0x3 . "vnet0" }
-	}
+\tset r {
+\t\ttypeof @nh,48,16 . iifname
+\t\telements = { 0x3 . "vnet0" }
+\t}
 
-	chain c {
-		ether saddr . iifname @s return
-		accept
-	}
+\tchain c {
+\t\tether saddr . iifname @s return
+\t\taccept
+\t}
 }
 """
 DESIRED = """table bridge hfw_nwfilter {
-	set r {
-		typeof @nh,48,16 . iifname
-		elements = { 3 . "vnet0" }
-	}
-	set s {
-		type ether_addr . ifname
-		elements = { 52:54:00:00:00:01 . "vnet0", 52:54:00:00:00:02 . "vnet1" }
-	}
-	chain c {
-		ether saddr . iifname @s return
-		accept
-	}
+\tset r {
+\t\ttypeof @nh,48,16 . iifname
+\t\telements = { 3 . "vnet0" }
+\t}
+\tset s {
+\t\ttype ether_addr . ifname
+\t\telements = { 52:54:00:00:00:01 . "vnet0", 52:54:00:00:00:02 . "vnet1" }
+\t}
+\tchain c {
+\t\tether saddr . iifname @s return
+\t\taccept
+\t}
 }
 """
 
