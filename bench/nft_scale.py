@@ -111,7 +111,7 @@ def packet_cost(big, seconds, runs):
             for size in (1, big):
                 apply_s = bind(lab, workdir, backend, dummies[:size - 1])
                 lab.exec("g0", ["ping", "-c", "1", "-W", "2", lab.guests[1].ipv4])
-                pps = statistics.median(flood(lab, seconds) for _ in range(runs))
+                pps = statistics.median(flood(lab, seconds) for i in range(runs))
                 rows.append((backend, size, apply_s, pps))
                 print("  %s N=%d: %.0f pps" % (backend, size, pps), file=sys.stderr)
     return rows

@@ -105,8 +105,10 @@ def fresh_store(template, workdir, tag):
 
 
 def binding_items(count):
+    """clean-traffic on vnet0.. with a distinct MAC and IP each (the IP is 10.0.0.1 for vnet0)."""
     return [dict(portdev="vnet%d" % i, mac="52:54:00:%02x:%02x:%02x" % (i >> 16, (i >> 8) & 255, i & 255),
-                 filter="clean-traffic", parameters={"IP": "10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255 or 1)})
+                 filter="clean-traffic",
+                 parameters={"IP": "10.%d.%d.%d" % ((i + 1) >> 16, ((i + 1) >> 8) & 255, (i + 1) & 255)})
             for i in range(count)]
 
 

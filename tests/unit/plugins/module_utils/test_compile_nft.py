@@ -3,6 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The nftables compiler and planner: goldens (REGEN=1 rewrites them), sharing, parsing, backend."""
 
+import dataclasses
 import glob
 import os
 
@@ -154,7 +155,7 @@ def test_unsupported_constructs_fail_clearly(xml, what):
 def test_bad_device_name_is_refused():
     inst = nic(0)
     with pytest.raises(DeviceNameError):
-        _compile_nft.compile_nics([inst.__class__(**dict(inst.__dict__, portdev="vnet+"))])
+        _compile_nft.compile_nics([dataclasses.replace(inst, portdev="vnet+")])
 
 
 def test_no_rules_no_table():

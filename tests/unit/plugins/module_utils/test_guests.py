@@ -67,14 +67,14 @@ def test_a_stale_record_never_lands_on_another_guests_tap():
     placed, warnings = place([A], runtime, {"vnet0": "fe:54:00:00:00:0c"})
     assert placed == {A.label: (None, "unplaced")}
     assert "now has MAC fe:54:00:00:00:0c" in warnings[0]
-    gone, _ = place([A], runtime, {"vnet1": None})
+    gone, notes = place([A], runtime, {"vnet1": None})
     assert gone == {A.label: (None, "not running")}
 
 
 def test_alias_selects_the_nic_and_a_missing_nic_is_reported():
     aliased = Binding(portdev=None, mac=MAC_A, filter="f", owner_name="guest-a", alias="net1")
     runtime = {"guest-a": GuestRecord("guest-a", True, (GuestNic(MAC_A, "vnet0", "net0"), GuestNic(MAC_A, "vnet1", "net1")))}
-    placed, _ = place([aliased], runtime, {"vnet0": None, "vnet1": None})
+    placed, notes = place([aliased], runtime, {"vnet0": None, "vnet1": None})
     assert placed == {aliased.label: ("vnet1", "running")}
     missing = Binding(portdev=None, mac=MAC_B, filter="f", owner_name="guest-a")
     placed, warnings = place([missing], runtime, {"vnet0": None})
