@@ -127,17 +127,8 @@ class Binding:
 
 
 @dataclass(frozen=True)
-class ResolvedMatch:
-    protocol: str
-    # (attribute, canonical concrete value)
-    attrs: Tuple[Attr, ...] = ()
-    negate: bool = False
-
-    def get(self, name, default=None):
-        for key, value in self.attrs:
-            if key == name:
-                return value
-        return default
+class ResolvedMatch(Match):
+    """A Match after resolution: every value concrete and canonical."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,24 @@ def check_libraries(module):
             module.fail_json(msg=missing_required_lib(name), exception=error)
 
 
+def run_action(module, action, *args):
+    """Check the libraries, run ``_actions.<action>(module.params, *args)``, report, exit.
+
+    The one place an engine error becomes a module failure.
+    """
+    check_libraries(module)
+    from . import _actions
+    from ._errors import EngineError
+
+    try:
+        result = getattr(_actions, action)(module.params, *args)
+    except EngineError as exc:
+        fail_on_engine_error(module, exc)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
 def fail_on_engine_error(module, exc):
     """The one place an engine error becomes a module failure."""
     context = {k: v for k, v in exc.context.items() if v is not None}

@@ -125,9 +125,8 @@ changed_chains:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._module import (
-    check_libraries,
     common_argument_spec,
-    fail_on_engine_error,
+    run_action,
 )
 
 
@@ -141,17 +140,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    check_libraries(module)
-    from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
-    from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
-
-    try:
-        result = _actions.libvirt_adopt(module.params, module.check_mode)
-    except EngineError as exc:
-        fail_on_engine_error(module, exc)
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_action(module, "libvirt_adopt", module.check_mode)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,8 @@ used_by:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._module import (
-    check_libraries,
     common_argument_spec,
-    fail_on_engine_error,
+    run_action,
 )
 
 
@@ -103,15 +102,7 @@ def main():
         argument_spec=common_argument_spec(with_backend=False, name=dict(type="str")),
         supports_check_mode=True,
     )
-    check_libraries(module)
-    from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
-    from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
-
-    try:
-        result = _actions.nwfilter_info(module.params)
-    except EngineError as exc:
-        fail_on_engine_error(module, exc)
-    module.exit_json(**result)
+    run_action(module, "nwfilter_info")
 
 
 if __name__ == "__main__":
