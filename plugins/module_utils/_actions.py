@@ -16,6 +16,7 @@ from . import _adopt
 from . import _filterxml
 from . import _names
 from . import _netfw
+from . import _netfw_nft
 from . import _ops
 from . import _backend
 from . import _resolve
@@ -361,6 +362,9 @@ def virt_network_fw(params, check_mode, runner=None):
     state_param = params["state"]
     network = network_from_module(params) if state_param in ("present", "rendered") else None
     if state_param == "rendered":
+        if _backend.choose(params["config_dir"], params.get("backend")) == "nftables":
+            tables = _netfw_nft.compile_networks([network])
+            return dict(changed=False, rendered={"nft": "".join(tables[key] for key in sorted(tables))})
         desired = _netfw.compile_networks([network])
         return dict(changed=False, rendered=_service.render_payloads(desired))
     runner = runner or Runner()

@@ -16,6 +16,7 @@ import os
 
 from ._errors import StoreError, ToolMissingError
 from . import _apply
+from . import _netfw_nft
 from . import _nft
 
 BACKENDS = ("xtables", "nftables")
@@ -69,11 +70,27 @@ def _nft_available(runner):
     return True
 
 
+def owned_tables(scope):
+    """nft tables we own: the NIC table always; ``ip``/``ip6 libvirt_network`` only once the store
+    declares networks (the same rule as for the LIBVIRT_* chains), so libvirtd's stay untouched."""
+    return _nft.OWNED_TABLES + (_netfw_nft.TABLES if scope.manage_networks else ())
+
+
 def converge_both(backend, xt_desired, nft_tables, runner, scope, check_mode):
     """(xtables Result, nft NftResult or None): chosen backend first, the other one emptied."""
+    tables = owned_tables(scope)
     if backend == "nftables":
-        nft_result = _nft.converge(nft_tables, runner, check_mode=check_mode)
+        nft_result = _nft.converge(nft_tables, runner, check_mode=check_mode, tables=tables)
         return _apply.converge(xt_desired, runner, scope, check_mode=check_mode), nft_result
     result = _apply.converge(xt_desired, runner, scope, check_mode=check_mode)
-    nft_result = _nft.converge({}, runner, check_mode=check_mode) if _nft_available(runner) else None
+    nft_result = _nft.converge({}, runner, check_mode=check_mode, tables=tables) if _nft_available(runner) else None
     return result, nft_result
+
+
+def network_warnings(backend, networks, runner):
+    """Warnings about the networks on this backend: the DHCP checksum fix on nftables."""
+    if backend != "nftables" or not any(net.dhcp for net in networks):
+        return []
+    available = runner.tc_csum_available() if hasattr(runner, "tc_csum_available") else False
+    warning = _netfw_nft.dhcp_checksum_warning(networks, available)
+    return [warning] if warning else []

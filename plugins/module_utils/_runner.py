@@ -69,8 +69,15 @@ class Runner:
         return [self._binary(name, tool) for name in TOOLS[tool]]
 
     def save(self, tool):
+        return self._save(tool, [])
+
+    def save_counters(self, tool):
+        """``*-save -c``: the same dump with each rule's packet and byte counters."""
+        return self._save(tool, ["-c"])
+
+    def _save(self, tool, options):
         save_bin = self._binary(TOOLS[tool][0], tool)
-        rc, out, err = self.run([save_bin])
+        rc, out, err = self.run([save_bin] + options)
         if rc != 0:
             raise ApplyError("%s failed (rc %d): %s" % (TOOLS[tool][0], rc, err.strip()), rc=rc, stderr=err)
         # e.g. "# Warning: iptables-legacy tables present": our chains may live in the other variant
@@ -189,6 +196,21 @@ class HostRunner(Runner):
             return False
         rc, out, _err = self.run([found, "--state"])
         return rc == 0 and out.strip() == "running"
+
+    def tc_csum_available(self):
+        """Whether ``tc ... action csum`` works (CONFIG_NET_ACT_CSUM); False without ``tc``.
+
+        ``tc actions list`` succeeds even for kinds the kernel lacks, so a standalone action (bound
+        to no filter, so it touches no traffic) is added under a fixed index and deleted again."""
+        found = shutil.which("tc", path=self.path)
+        if found is None:
+            return False
+        index = "65000"
+        rc, _out, _err = self.run([found, "actions", "add", "action", "csum", "udp", "index", index])
+        if rc != 0:
+            return False
+        self.run([found, "actions", "del", "action", "csum", "index", index])
+        return True
 
     def bridge_nf_disabled(self):
         """Which of the bridge-netfilter sysctls are 0 (iptables would never see bridged frames)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ._errors import SaveParseError
 from ._names import device_of_chain, is_fixed_hook, is_owned_chain
@@ -44,7 +44,17 @@ class _Table:
     name: str
     policies: Dict[str, str] = field(default_factory=dict)  # declaration order kept
     rules: List[Tuple[str, str]] = field(default_factory=list)  # (chain, normalised rule text)
+    counters: List[Optional[Tuple[int, int]]] = field(default_factory=list)  # parallel to rules
     closed: bool = False
+
+
+@dataclass(frozen=True)
+class CountedRule:
+    """One rule of an owned chain with its counters (from a ``*-save -c`` dump)."""
+
+    rule: str
+    packets: int
+    bytes: int
 
 
 def tokenize(text, lineno=0):
@@ -80,14 +90,16 @@ def tokenize(text, lineno=0):
 
 
 def _strip_inline_counters(tokens):
-    out, i = [], 0
+    """(tokens without ``-c P B``, (P, B) or None)."""
+    out, pair, i = [], None, 0
     while i < len(tokens):
         if tokens[i] in _INLINE_COUNTER_OPTS and _is_counter_pair(tokens[i + 1:i + 3]):
+            pair = (int(tokens[i + 1]), int(tokens[i + 2]))
             i += 3
             continue
         out.append(tokens[i])
         i += 1
-    return out
+    return out, pair
 
 
 def _is_counter_pair(pair):
@@ -104,12 +116,16 @@ def jump_target(rule):
 
 
 def _parse_rule(line, lineno):
+    """(chain, normalised rule, (packets, bytes) or None): ``-c`` dumps put ``[P:B]`` first."""
     tokens = tokenize(line, lineno)
+    counters = None
     if tokens and _COUNTERS.match(tokens[0]):
+        counters = tuple(int(n) for n in tokens[0][1:-1].split(":"))
         tokens = tokens[1:]
     if len(tokens) < 2 or tokens[0] not in ("-A", "--append"):
         raise SaveParseError("line %d: expected '-A CHAIN ...', got %r" % (lineno, line), line=lineno)
-    return tokens[1], " ".join(_strip_inline_counters(tokens[2:]))
+    rest, inline = _strip_inline_counters(tokens[2:])
+    return tokens[1], " ".join(rest), counters or inline
 
 
 def _garbage(tool, lineno, line, why):
@@ -147,11 +163,12 @@ def _parse_tables(tool, text):
                 raise _garbage(tool, lineno, line, "bad chain declaration")
             cur.policies[decl.group(1)] = decl.group(2)
         else:
-            chain, rule = _parse_rule(line, lineno)
+            chain, rule, counters = _parse_rule(line, lineno)
             # built-in chains always exist; render_table() leaves their declarations out
             if chain not in cur.policies and not is_builtin_chain(tool, cur.name, chain):
                 raise _garbage(tool, lineno, line, "rule in undeclared chain %r" % chain)
             cur.rules.append((chain, rule))
+            cur.counters.append(counters)
     if cur is not None and not cur.closed and tool != "eb":
         raise SaveParseError("%s output ends inside table %r (truncated?)" % (TOOLS[tool][0], cur.name), table=cur.name)
     return tables
@@ -208,3 +225,23 @@ def builtin_policies(tool, text):
         for chain, policy in t.policies.items()
         if is_builtin_chain(tool, t.name, chain)
     }
+
+
+def parse_counters(tool, text, scope=Scope()):
+    """{(table, chain): (CountedRule, ...)} of every owned chain in a ``*-save -c`` dump.
+
+    Same ownership as parse_save; a dump taken without ``-c`` is refused, since zeros made up
+    for it would read as "no traffic".
+    """
+    counted = {}
+    for parsed in _parse_tables(tool, text):
+        owned = {c: [] for c in parsed.policies if _ours(tool, parsed.name, c, scope)}
+        for (chain, rule), pair in zip(parsed.rules, parsed.counters):
+            if chain not in owned:
+                continue
+            if pair is None:
+                raise SaveParseError("%s output has no counters for %r in chain %s: read it with %s -c"
+                                     % (TOOLS[tool][0], rule, chain, TOOLS[tool][0]), chain=chain)
+            owned[chain].append(CountedRule(rule, pair[0], pair[1]))
+        counted.update({(parsed.name, c): tuple(rules) for c, rules in owned.items()})
+    return counted

@@ -15,21 +15,21 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, List
 
 from ._errors import EngineError, ResolveError, StoreError
-from . import _apply
 from . import _backend
 from . import _compile_nft
 from . import _compile_xt
 from . import _guests
 from . import _names
 from . import _netfw
+from . import _netfw_nft
 from . import _resolve
 from . import _runtime
 from . import _store
-from ._ruleset import merge_rulesets
+from ._ruleset import TOOL_ORDER, merge_rulesets
 
 from ._plan import TOOL_LABEL, plan as plan_rules
 from ._runner import host_lock
-from ._saveparse import Scope
+from ._saveparse import Scope, parse_counters
 from ._defaults import DEFAULT_LOCK_FILE, LIBVIRT_BINDING_DIR
 
 
@@ -52,7 +52,8 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
     """Compile the whole desired ruleset from a store state.
 
     ``nft_out``: a list when the nftables backend filters the NICs: their rules are compiled by
-    _compile_nft and appended to it (an NftDesired) instead of going into the xtables ruleset.
+    _compile_nft and appended to it (an NftDesired) instead of going into the xtables ruleset;
+    the networks' tables (_netfw_nft) join that NftDesired's tables.
 
     ``devices``: names of the network devices present on the host, or None to treat every bound
     device as present (rendered output).  A binding whose device is absent gets no rules: the
@@ -84,7 +85,11 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
     nics = _compile_xt.compile_nics(instantiations)
     if state.drop_unbound_taps:
         nics = _guests.add_unbound_drop(nics, _guests.placed_taps(placements))
-    networks = _netfw.compile_networks([state.networks[name] for name in sorted(state.networks)])
+    ordered = [state.networks[name] for name in sorted(state.networks)]
+    if nft_out is not None:
+        nft_out[0].tables.update(_netfw_nft.compile_networks(ordered))
+        ordered = []
+    networks = _netfw.compile_networks(ordered)
     # nwfilter's FORWARD jumps first, then the networks' (see docs/design.md: ordering)
     return merge_rulesets([nics, networks]), warnings
 
@@ -201,6 +206,7 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
         _add_nft(outcome, nft_result, nft_out)
+        outcome.warnings.extend(_backend.network_warnings(chosen, list(after.networks.values()), runner))
         if _backend.record(config_dir, backend, check_mode):
             outcome.changed = True
         return outcome
@@ -240,16 +246,22 @@ def render_payloads(desired, nft_out=None):
 
 
 def gather(runner, state):
-    """Live owned chains, grouped by guest device and by network chain."""
-    live, _positions = _apply.read_live(runner, Scope(manage_networks=state.manage_networks))
+    """Live owned chains, grouped by guest device and by network chain, each rule with its counters.
+
+    Each chain is a list of {rule, packets, bytes}, read with ``*-save -c`` (a read only: the
+    counters are neither zeroed nor written back).
+    """
+    scope = Scope(manage_networks=state.manage_networks)
     by_device, networks = {}, {}
-    for (tool, table), table_state in sorted(live.items()):
-        for name, chain in sorted(table_state.chains.items()):
+    for tool in TOOL_ORDER:
+        counted = parse_counters(tool, runner.save_counters(tool), scope)
+        for (table, name), rules in sorted(counted.items()):
             label = "%s %s %s" % (TOOL_LABEL[tool], table, name)
+            entries = [dict(rule=r.rule, packets=r.packets, bytes=r.bytes) for r in rules]
             device = _names.device_of_chain(name)
             if device:
-                by_device.setdefault(device, {})[label] = list(chain.rules)
+                by_device.setdefault(device, {})[label] = entries
             elif name.startswith("LIBVIRT_"):
-                networks[label] = list(chain.rules)
+                networks[label] = entries
     devices = runner.list_devices()
     return {"chains_by_device": by_device, "networks": networks, "devices": devices}

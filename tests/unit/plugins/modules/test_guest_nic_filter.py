@@ -189,7 +189,8 @@ def test_gathered_lists_bindings_with_presence_and_live_chains(tmp_path, host):
     assert len(host.restores) == restores
     by_dev = {item["portdev"]: item for item in result["gathered"]}
     assert by_dev["vnet0"]["present"] is True and by_dev["vnet6"]["present"] is False
-    assert by_dev["vnet0"]["chains"]["ebtables nat I-vnet0-mac"] == ["-s %s -j RETURN" % MAC0, "-j DROP"]
+    assert by_dev["vnet0"]["chains"]["ebtables nat I-vnet0-mac"] == [
+        dict(rule="-s %s -j RETURN" % MAC0, packets=0, bytes=0), dict(rule="-j DROP", packets=0, bytes=0)]
     assert by_dev["vnet6"]["chains"] == {}
 
 

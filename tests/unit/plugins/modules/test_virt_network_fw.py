@@ -183,7 +183,7 @@ def test_gathered_lists_live_chains(tmp_path):
     runner = HostFake()
     _actions.virt_network_fw(params(tmp_path, **NAT), False, runner=runner)
     gathered = _actions.virt_network_fw(params(tmp_path, state="gathered"), False, runner=runner)["gathered"]
-    assert gathered["iptables filter LIBVIRT_FWX"] == ["-i br0 -o br0 -j ACCEPT"]
+    assert gathered["iptables filter LIBVIRT_FWX"] == [dict(rule="-i br0 -o br0 -j ACCEPT", packets=0, bytes=0)]
 
 
 def test_firewalld_probe(tmp_path):

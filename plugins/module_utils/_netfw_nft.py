@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Virtual network firewall on nftables: the tables libvirt >= 10.4 builds, pure.
+
+Tables ``ip libvirt_network`` and ``ip6 libvirt_network``: a ``forward`` base chain jumping to
+``guest_cross``, ``guest_input`` and ``guest_output`` (libvirt inserts the jumps, so they stand in
+that order), and ``guest_nat`` at nat postrouting.  Rules follow libvirt's order (each one is
+inserted at the top of its chain, so the last network comes first), from the same
+_netfw.Network objects as the xtables chains.
+
+Deliberate differences from libvirt:
+- interfaces are matched by name (``iifname``), not index (``iif``): we load the whole host's
+  state at any time (boot, re-apply), also before libvirt creates a bridge, and an index goes
+  stale when the bridge is re-created; ``iif`` of a missing device would fail the transaction.
+- no counters (they would make the live tables differ from the desired ones on every read).
+Like libvirt >= 10.4 there are no host INPUT/OUTPUT accepts: in nftables an ``accept`` only ends
+its own base chain, so an accept here could not open the host's firewall anyway.  Likewise a
+guest_output accept does not override another table's forward drop; a reject here is final.
+
+The DHCP checksum fix is not a netfilter rule here (nftables cannot fill checksums): libvirt
+uses ``tc ... action csum``; see dhcp_checksum_warning.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple
+
+from . import _netfw
+
+TABLE = "libvirt_network"
+FAMILIES = (("ip4", "ip"), ("ip6", "ip6"))
+TABLES = tuple((family, TABLE) for _tool, family in FAMILIES)
+_CHAINS = ("guest_output", "guest_input", "guest_cross")
+_FORWARD_HEAD = "type filter hook forward priority filter; policy accept;"
+_NAT_HEAD = "type nat hook postrouting priority srcnat; policy accept;"
+
+
+def _ifname(key, dev):
+    return '%s "%s"' % (key, dev) if dev else ""
+
+
+def _join(*parts):
+    return " ".join(p for p in parts if p)
+
+
+def _catch_all(tool, br):
+    return [(tool, "guest_output", _join(_ifname("iifname", br), "reject")),
+            (tool, "guest_input", _join(_ifname("oifname", br), "reject")),
+            (tool, "guest_cross", _join(_ifname("iifname", br), _ifname("oifname", br), "accept"))]
+
+
+def _allow_out(tool, fam, net, subnet):
+    return (tool, "guest_output", _join("%s saddr %s" % (fam, subnet), _ifname("iifname", net.bridge),
+                                        _ifname("oifname", net.forward_dev), "accept"))
+
+
+def _routing(tool, fam, net, subnet):
+    return [_allow_out(tool, fam, net, subnet),
+            (tool, "guest_input", _join(_ifname("iifname", net.forward_dev), "%s daddr %s" % (fam, subnet),
+                                        _ifname("oifname", net.bridge), "accept"))]
+
+
+def _snat(tool, net, with_ports):
+    ports = ":%d-%d" % net.nat_ports if with_ports else ""
+    if net.nat_address is None or tool != "ip4":
+        return "masquerade" + (" to " + ports if ports else "")
+    start, end = net.nat_address
+    return "snat to %s%s%s" % (start, "" if start == end else "-" + end, ports)
+
+
+def _masquerading(tool, fam, net, subnet):
+    dev = _ifname("oifname", net.forward_dev)
+    related = _join(_ifname("iifname", net.forward_dev), _ifname("oifname", net.bridge),
+                    "%s daddr %s ct state established,related accept" % (fam, subnet))
+    out = [_allow_out(tool, fam, net, subnet), (tool, "guest_input", related)]
+    away = "%s saddr %s %s daddr != %s" % (fam, subnet, fam, subnet)
+    for proto in (None, "udp", "tcp"):
+        out.append((tool, "guest_nat", _join("meta l4proto %s" % proto if proto else "", away, dev,
+                                             _snat(tool, net, proto is not None))))
+    exempt = (["255.255.255.255"] if tool == "ip4" else []) + [_netfw._MULTICAST[tool]]
+    out += [(tool, "guest_nat", _join(dev, "%s saddr %s %s daddr %s return" % (fam, subnet, fam, dest)))
+            for dest in exempt]
+    return out
+
+
+def _ip_specific(net):
+    out = []
+    for tool, fam in FAMILIES:
+        address = net.ipv4 if tool == "ip4" else net.ipv6
+        if not address:
+            continue
+        subnet = str(_netfw.netaddr.IPNetwork(address).cidr)
+        if net.mode == "nat" and (tool == "ip4" or net.nat_ipv6):
+            out += _masquerading(tool, fam, net, subnet)
+        elif net.mode in ("nat", "route"):
+            out += _routing(tool, fam, net, subnet)
+    return out
+
+
+def _network_inserts(net):
+    """(tool, chain, rule) in the order libvirt inserts them for one network."""
+    if net.mode == "open":
+        return []
+    general = _catch_all("ip4", net.bridge) + (_catch_all("ip6", net.bridge) if net.ipv6 else [])
+    return general + _ip_specific(net)
+
+
+def _chain(name, rules, head=None):
+    lines = ["\tchain %s {" % name] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
+    return "\n".join(lines + ["\t}"])
+
+
+def compile_networks(networks: Sequence[_netfw.Network]) -> Dict[Tuple[str, str], str]:
+    """{(family, 'libvirt_network'): table text} for the networks, started in the given order.
+
+    Both tables exist (with empty chains) as soon as one network is declared, as with libvirt."""
+    if not networks:
+        return {}
+    _netfw._need_netaddr()
+    _netfw._check_unique(networks)
+    rules: Dict[Tuple[str, str], List[str]] = defaultdict(list)
+    for tool, chain, rule in reversed([item for net in networks for item in _network_inserts(net)]):
+        rules[(tool, chain)].append(rule)
+    tables = {}
+    for tool, family in FAMILIES:
+        forward = _chain("forward", ["jump guest_cross", "jump guest_input", "jump guest_output"], _FORWARD_HEAD)
+        parts = [forward] + [_chain(name, rules[(tool, name)]) for name in _CHAINS]
+        parts.append(_chain("guest_nat", rules[(tool, "guest_nat")], _NAT_HEAD))
+        tables[(family, TABLE)] = "table %s %s {\n%s\n}\n" % (family, TABLE, "\n\n".join(parts))
+    return tables
+
+
+def dhcp_checksum_warning(networks, csum_available):
+    """The warning for networks serving DHCP on nftables, or None.
+
+    ``csum_available``: whether the kernel has ``tc`` action csum (CONFIG_NET_ACT_CSUM)."""
+    bridges = sorted(net.bridge for net in networks if net.dhcp and net.mode != "open")
+    if not bridges:
+        return None
+    if csum_available:
+        why = "the nftables backend does not install libvirt's tc checksum filter"
+    else:
+        why = "this kernel has no 'tc action csum' (CONFIG_NET_ACT_CSUM is not set)"
+    return ("DHCP on %s: %s, so DHCP replies the host builds may leave with a partial UDP checksum; "
+            "most guests accept them, very old DHCP clients drop them (use backend 'xtables', whose "
+            "CHECKSUM rule fixes them, for such guests)" % (", ".join(bridges), why))
