@@ -400,7 +400,7 @@ def libvirt_adopt(params, check_mode, runner=None):
     outcome = _service.reconcile(
         params["config_dir"], mutate, runner or Runner(), check_mode,
         lock_file=params["lock_file"], lock_timeout=params["lock_timeout"],
-        libvirt_binding_dir=_adopt.binding_dir(root),
+        libvirt_binding_dir=_adopt.binding_dir(root), backend=params.get("backend"),
     )
     result = _base_result(outcome)
     result["adopted"] = host.summary()

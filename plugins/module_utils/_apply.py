@@ -122,6 +122,16 @@ def _apply(the_plan, runner, scope, snapshot):
         applied.append(tool)
 
 
+def _mismatch_cause(desired, live):
+    """Why a read-back differs: a printed form never makes a chain disappear, another program does."""
+    gone = sorted(name for key, state in desired.items() for name in state.chains
+                  if key not in live or name not in live[key].chains)
+    if gone:
+        return ("another program removed %s meanwhile, e.g. a firewall reload or `nft flush ruleset`: "
+                "run again" % ", ".join(gone[:5] + (["..."] if len(gone) > 5 else [])))
+    return "the tool prints them in another form: this is a bug in the rule compiler"
+
+
 def converge(desired, runner, scope: Optional[Scope] = None, check_mode=False):
     """Make the owned chains of all three tools equal ``desired``; Result says what changed."""
     scope = scope or Scope()
@@ -140,9 +150,8 @@ def converge(desired, runner, scope: Optional[Scope] = None, check_mode=False):
         rest = plan(desired, live, positions)
         if not rest.is_empty():
             raise ConvergeError(
-                "the rules were applied but read back differently (the tool prints them in another "
-                "form): this is a bug in the rule compiler; remaining changes:\n%s"
-                % "".join(rest.payload(tool) for tool in rest.tools_changed),
+                "the rules were applied but read back differently (%s); remaining changes:\n%s"
+                % (_mismatch_cause(desired, live), "".join(rest.payload(tool) for tool in rest.tools_changed)),
                 diff=rest.diff(), payloads={tool: rest.payload(tool) for tool in rest.tools_changed},
             )
     result.warnings = list(getattr(runner, "warnings", []))

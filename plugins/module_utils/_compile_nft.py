@@ -31,6 +31,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from . import _compile_nft_l3
 from . import _names
 from . import _xt_print as P
 from ._errors import ResolveError
@@ -309,10 +310,8 @@ def _lookups(slots):
 
 def _chain_rules(inst, rules, wanted):
     """{suffix: [_RuleT or ('jump', suffix)]} for one NIC and one direction, libvirt's order."""
-    for rule in rules:
-        if rule.protocol is not None and rule.protocol not in L2_PROTOCOLS:
-            raise _unsupported(rule, "a layer 3/4 (%s) rule" % rule.protocol)
-    mine = [r for r in rules if r.direction in wanted]
+    # layer 3/4 rules live in the inet table (_compile_nft_l3)
+    mine = [r for r in rules if r.direction in wanted and (r.protocol is None or r.protocol in L2_PROTOCOLS)]
     body: Dict[str, list] = {"root": []}
     subs = []
     for suffix, priority in inst.subchains:
@@ -525,9 +524,13 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
                             "type filter hook %s priority %s; policy accept;" % (hook, priority)))
     if objects:
         result.tables[(FAMILY, TABLE)] = render_table(FAMILY, TABLE, objects + chain_texts + bases)
+    l3_tables, l3_notes, l3_count = _compile_nft_l3.compile_nics(nics)
+    result.tables.update(l3_tables)
+    result.rule_count += l3_count
     shared = sum(1 for n in nics if n.rules)
     result.notes.insert(0, "nftables: %d NICs, %d rules in table %s %s (rules are shared by NICs; "
-                           "per-NIC values live in sets)" % (shared, result.rule_count, FAMILY, TABLE))
+                           "per-NIC values live in sets)" % (shared, result.rule_count - l3_count, FAMILY, TABLE))
+    result.notes.extend(l3_notes)
     return result
 
 

@@ -46,15 +46,16 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Ruleset:
     eb_chains: Dict[str, Chain] = {}
     pre, post = [], []
     per_family = {"ip4": [], "ip6": []}
+    cache = _Cache()
     for inst in nics:
         _names.check_device(inst.portdev)
-        rules = tuple(_with_attrs(rule) for rule in inst.rules)
-        chains, hooks = _eb_nic(inst, rules)
+        rules = tuple(cache.rule(rule) for rule in inst.rules)
+        chains, hooks = _eb_nic(inst, rules, cache)
         eb_chains.update(chains)
         pre.extend(h for h in hooks if h[0] == "PREROUTING")
         post.extend(h for h in hooks if h[0] == "POSTROUTING")
         for tool in per_family:
-            nic = _ipt_nic(inst.portdev, rules, tool)
+            nic = _ipt_nic(inst.portdev, rules, tool, cache)
             if nic is not None:
                 per_family[tool].append((inst.portdev, nic))
     ruleset: Ruleset = {}
@@ -97,8 +98,29 @@ class _Rule:
         return self.protocol is None or self.protocol in L2_PROTOCOLS
 
 
-def _with_attrs(rule: RuleInstance) -> _Rule:
-    return _Rule(rule)
+class _Cache:
+    """Per-call memo: a rule's text depends on the rule instance alone, never on the device.
+
+    NICs bound to the same filters share most rule instances (the resolver hands out the same
+    objects), so each is compiled once.  Keys are object ids; the cached _Rule keeps its rule
+    instance alive, so no id is reused while the cache exists.
+    """
+
+    def __init__(self):
+        self.rules: Dict[int, _Rule] = {}
+        self.texts: Dict[tuple, Optional[str]] = {}
+
+    def rule(self, inst: RuleInstance) -> _Rule:
+        found = self.rules.get(id(inst))
+        if found is None:
+            found = self.rules[id(inst)] = _Rule(inst)
+        return found
+
+    def text(self, build, rule: _Rule, *args):
+        key = (build, id(rule)) + args
+        if key not in self.texts:
+            self.texts[key] = build(rule, *args)
+        return self.texts[key]
 
 
 def _join(tokens: List[str]) -> str:
@@ -115,7 +137,7 @@ def _join(tokens: List[str]) -> str:
 # ---------------------------------------------------------------------------- ebtables
 
 
-def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...]):
+def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...], cache: _Cache):
     dev = inst.portdev
     l2 = [r for r in rules if r.is_l2]
     chains: Dict[str, Chain] = {}
@@ -128,9 +150,10 @@ def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...]):
         root = _names.eb_root(prefix, dev)
         reverse = prefix == "I"
         body: Dict[str, List[str]] = {root: []}
-        for sub, priority in _subchains(inst, mine):
+        subs = _subchains(inst, mine)
+        for sub, priority in subs:
             body.setdefault(_names.eb_sub(prefix, dev, sub), [])
-        jumps = _jumps(prefix, dev, inst, mine)
+        jumps = _jumps(prefix, dev, subs)
         for rule in mine:
             if rule.inst.chain == "root":
                 while jumps and jumps[0][0] <= rule.inst.priority:
@@ -138,7 +161,7 @@ def _eb_nic(inst: Instantiation, rules: Tuple[_Rule, ...]):
                 chain = root
             else:
                 chain = _names.eb_sub(prefix, dev, rule.inst.chain)
-            body[chain].append(_eb_rule(rule, reverse and rule.inst.direction == "inout"))
+            body[chain].append(cache.text(_eb_rule, rule, reverse and rule.inst.direction == "inout"))
         body[root].extend(jump for priority, jump in jumps)
         chains.update({name: Chain(name, tuple(lines), "ACCEPT") for name, lines in body.items()})
         hooks.append((hook, _join([flag, dev, "-j", root])))
@@ -167,9 +190,9 @@ def _selector(suffix) -> Optional[str]:
     return None
 
 
-def _jumps(prefix, dev, inst, rules) -> List[Tuple[int, str]]:
+def _jumps(prefix, dev, subs) -> List[Tuple[int, str]]:
     out = []
-    for suffix, priority in _subchains(inst, rules):
+    for suffix, priority in subs:
         selector = _selector(suffix)
         tokens = (selector.split() if selector else []) + ["-j", _names.eb_sub(prefix, dev, suffix)]
         out.append((priority, _join(tokens)))
@@ -348,7 +371,7 @@ def _family(rule: _Rule) -> str:
     return "ip6" if rule.protocol.endswith("-ipv6") or rule.protocol == "icmpv6" else "ip4"
 
 
-def _ipt_nic(dev, rules, tool):
+def _ipt_nic(dev, rules, tool, cache):
     """FI/FO/HI chains of one NIC, or None when the NIC has no rule of this family (as libvirt)."""
     mine = [r for r in rules if not r.is_l2 and _family(r) == tool]
     if not mine:
@@ -356,7 +379,7 @@ def _ipt_nic(dev, rules, tool):
     out = {"FI": [], "FO": [], "HI": []}
     for rule in mine:
         for kind, spec in _ipt_instances(rule):
-            text = _ipt_rule(rule, tool, *spec)
+            text = cache.text(_ipt_rule, rule, tool, *spec)
             if text is not None:
                 out[kind].append(text)
     return {_names.ipt_nic(kind, dev, tool): tuple(lines) for kind, lines in out.items()}

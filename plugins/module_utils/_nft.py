@@ -20,7 +20,8 @@ from typing import Dict, List, Tuple
 
 from ._errors import ApplyError, ConvergeError
 
-OWNED_TABLES = (("bridge", "hfw_nwfilter"),)
+# the NIC tables: L2 rules, the port marks and the layer 3/4 rules (see _compile_nft_l3)
+OWNED_TABLES = (("bridge", "hfw_nwfilter"), ("bridge", "hfw_nwfilter_mark"), ("inet", "hfw_nwfilter"))
 _OBJECT = re.compile(r"^(set|map|chain)\s+(\S+)\s*\{$")
 _INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
 PROBE_TABLE = "hfw_probe"
@@ -128,13 +129,37 @@ def plan(desired, live, tables=OWNED_TABLES) -> NftPlan:
     return result
 
 
-def probe(runner):
-    """Fail clearly when the kernel lacks what the bridge table uses (checked, never committed)."""
-    rc, _out, err = runner.nft(["-c", "-f", "-"], data=PROBE)
+# what layer 3/4 NIC rules need: marks set in the bridge family, and fib, conntrack and reject
+# behind verdict maps in an inet table (br_netfilter carries the mark across)
+PROBE_L3 = """table bridge %s {
+\tchain q {
+\t\ttype filter hook prerouting priority filter; policy accept;
+\t\tmeta mark set iifname map { "lo" : 0x1 }
+\t}
+}
+table inet %s {
+\tmap m { type mark : verdict; }
+\tchain c {
+\t\tct state established ct direction reply return
+\t\treject with icmp port-unreachable
+\t}
+\tchain p {
+\t\ttype filter hook prerouting priority mangle; policy accept;
+\t\tfib daddr type local return
+\t\tmeta mark vmap @m
+\t}
+}
+""" % (PROBE_TABLE, PROBE_TABLE)
+
+
+def probe(runner, layer34=False):
+    """Fail clearly when the kernel lacks what our tables use (checked, never committed)."""
+    rc, _out, err = runner.nft(["-c", "-f", "-"], data=PROBE + (PROBE_L3 if layer34 else ""))
     if rc != 0:
         raise ApplyError(
-            "this kernel cannot load the nftables backend's bridge table (nf_tables bridge family, "
-            "verdict maps, concatenated sets): %s; use backend 'xtables' on this host" % err.strip(),
+            "this kernel cannot load the nftables backend's tables (nf_tables bridge family, verdict "
+            "maps, concatenated sets; for layer 3/4 rules also inet fib, conntrack, reject): %s; "
+            "use backend 'xtables' on this host" % err.strip(),
             stderr=err, backend="nftables",
         )
 
@@ -154,7 +179,7 @@ def converge(desired, runner, check_mode=False, tables=OWNED_TABLES) -> NftResul
     if check_mode or the_plan.is_empty():
         return result
     if any(desired.get(key) for key in the_plan.changes):
-        probe(runner)
+        probe(runner, layer34=bool(desired.get(("inet", "hfw_nwfilter"))))
     rc, _out, err = runner.nft(["-f", "-"], data=result.payload)
     if rc != 0:
         # nft -f is one transaction: nothing of it was applied

@@ -134,11 +134,18 @@ def _declaration(state: TableState, name, policy):
     return ":%s %s" % (name, policy if state.tool == "eb" else "- [0:0]")
 
 
+def _declaration_order(tool, names):
+    """ebtables-restore (1.8.9, nft) spends most of a large restore comparing chain names while
+    it adds declared chains; in descending name order a 1000-NIC restore takes about a fifth less
+    CPU (bench/README.md).  The order of the rules that fill them makes no difference."""
+    return sorted(names, reverse=tool == "eb")
+
+
 def _table_lines(desired: TableState, live: TableState, positions):
     changed = sorted(n for n, c in desired.chains.items() if live.chains.get(n) != c)
     stale = sorted(n for n in live.chains if n not in desired.chains)
-    decls = [_declaration(desired, n, desired.chains[n].policy) for n in changed]
-    decls += [_declaration(live, n, live.chains[n].policy) for n in stale]
+    decls = [_declaration(desired, n, desired.chains[n].policy) for n in _declaration_order(desired.tool, changed)]
+    decls += [_declaration(live, n, live.chains[n].policy) for n in _declaration_order(live.tool, stale)]
     deletes, inserts = [], []
     builtins = {b for b, rule in desired.hooks} | {b for b, rule in live.hooks}
     for builtin in _builtin_order(desired.tool, desired.table, builtins):

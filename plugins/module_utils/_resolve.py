@@ -297,8 +297,27 @@ class _Canon:
         return self.cache[key]
 
 
-def _expand(flt, rule, variables, chain_priority, canon):
+def new_memo():
+    """An empty memo for instantiate(): valid while the filters it was used with are unchanged."""
+    return {"canon": _Canon()}
+
+
+def _expanded(flt, rule, variables, memo):
+    """_expand's instances, computed once per filter, rule and values of the variables it uses.
+
+    Keys hold object ids; the entry keeps the filter and rule alive so no id is reused meanwhile.
+    """
     accesses = _rule_accesses(rule)
+    key = (id(flt), id(rule)) + tuple(variables[name] for name in sorted({acc[0] for acc in accesses}))
+    entry = memo.get(key)
+    if entry is None:
+        chain_priority = _schema.chain_priority(flt.chain, flt.priority)
+        entry = (flt, rule, tuple(_expand(flt, rule, variables, chain_priority, memo["canon"], accesses)))
+        memo[key] = entry
+    return entry[2]
+
+
+def _expand(flt, rule, variables, chain_priority, canon, accesses):
     groups = _groups(accesses, variables, flt.name)
     slot = {}
     for number, (accs, _positions) in enumerate(groups):
@@ -382,8 +401,13 @@ def _subchains(rules):
     return tuple((name, prio[name]) for name in sorted(first, key=lambda n: (prio[n], first[n])))
 
 
-def instantiate(binding: Binding, filters: Mapping[str, Filter]) -> Instantiation:
-    """Flatten the binding's filter tree into ordered, concrete rule instances."""
+def instantiate(binding: Binding, filters: Mapping[str, Filter], memo=None) -> Instantiation:
+    """Flatten the binding's filter tree into ordered, concrete rule instances.
+
+    ``memo``: a dict shared by the instantiations of one ``filters`` mapping (new_memo()).  A rule
+    expands the same way wherever the variables it uses have the same values, so NICs bound to
+    the same filters share every instance that does not depend on their MAC or IP.
+    """
     root = filters.get(binding.filter)
     if root is None:
         raise _unknown(binding.filter, "the binding of '%s'" % binding.label, filters)
@@ -393,11 +417,10 @@ def instantiate(binding: Binding, filters: Mapping[str, Filter]) -> Instantiatio
     used: set = set()
     _flatten(filters, root, variables, (root.name,), flat, used)
     _check_variables(flat, binding.label)
-    canon = _Canon()
+    memo = new_memo() if memo is None else memo
     instances: List[RuleInstance] = []
     for flt, rule, rule_vars in flat:
-        chain_priority = _schema.chain_priority(flt.chain, flt.priority)
-        instances.extend(_expand(flt, rule, rule_vars, chain_priority, canon))
+        instances.extend(_expanded(flt, rule, rule_vars, memo))
         if len(instances) > MAX_INSTANCES:
             raise _explosion(binding.filter, len(instances))
     rules = _sorted(instances)

@@ -91,6 +91,8 @@ def tokenize(text, lineno=0):
 
 def _strip_inline_counters(tokens):
     """(tokens without ``-c P B``, (P, B) or None)."""
+    if "-c" not in tokens and "--set-counters" not in tokens:
+        return tokens, None  # the common case: a dump taken without -c
     out, pair, i = [], None, 0
     while i < len(tokens):
         if tokens[i] in _INLINE_COUNTER_OPTS and _is_counter_pair(tokens[i + 1:i + 3]):
@@ -119,7 +121,7 @@ def _parse_rule(line, lineno):
     """(chain, normalised rule, (packets, bytes) or None): ``-c`` dumps put ``[P:B]`` first."""
     tokens = tokenize(line, lineno)
     counters = None
-    if tokens and _COUNTERS.match(tokens[0]):
+    if tokens and tokens[0].startswith("[") and _COUNTERS.match(tokens[0]):
         counters = tuple(int(n) for n in tokens[0][1:-1].split(":"))
         tokens = tokens[1:]
     if len(tokens) < 2 or tokens[0] not in ("-A", "--append"):
@@ -144,7 +146,7 @@ def _parse_tables(tool, text):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = _TABLE.match(line)
+        match = _TABLE.match(line) if line.startswith("*") else None
         if match:
             if cur is not None and not cur.closed and tool != "eb":
                 raise _garbage(tool, lineno, line, "table %r has no COMMIT" % cur.name)

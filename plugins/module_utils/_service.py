@@ -66,12 +66,12 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
     if links is None and devices is not None:
         links = {dev: None for dev in devices}
     placements, warnings = _guests.place_bindings(state.bindings, runtime or {}, links)
-    instantiations = []
+    instantiations, memo = [], _resolve.new_memo()
     for placement in placements:
         if placement.tap is None:
             continue
         try:
-            inst = resolved.get(placement.key) or _resolve.instantiate(placement.binding, state.filters)
+            inst = resolved.get(placement.key) or _resolve.instantiate(placement.binding, state.filters, memo)
         except EngineError as exc:
             if not skip_unresolvable:
                 raise
@@ -113,11 +113,11 @@ def check_bindings_resolve(state: _store.StoreState):
 
     Returns the instantiations by device, so build_desired need not resolve them a second time.
     """
-    resolved = {}
+    resolved, memo = {}, _resolve.new_memo()
     for key in sorted(state.bindings):
         binding = state.bindings[key]
         try:
-            resolved[key] = _resolve.instantiate(binding, state.filters)
+            resolved[key] = _resolve.instantiate(binding, state.filters, memo)
         except EngineError as exc:
             raise ResolveError(
                 "the change would break the binding of %s: %s" % (binding.label, exc.msg),

@@ -15,7 +15,7 @@ description:
   - Binds a network filter (see M(hypervisor.firewall.nwfilter)) to a guest NIC (the tap device on
     the hypervisor, its MAC and the filter's parameters such as C(IP)) and compiles it into the
     ebtables, iptables and ip6tables chains libvirt's nwfilter driver would build, with libvirt's
-    chain names.
+    chain names (or, with O(backend=nftables), into one shared nftables table).
   - All given bindings are applied together, with one C(*-restore --noflush) transaction per tool, rolled
     back across tools if any fails, then read back and verified.
   - Only chains this collection owns are read, compared and written; everything else is left as it is.
@@ -66,7 +66,7 @@ options:
       binding_xml: {description: A libvirt C(<filterbinding>) document., type: str}
   state:
     description:
-      - V(present) binds, V(absent) unbinds (only O(portdev) is needed).
+      - V(present) binds, V(absent) unbinds (only the key is needed, O(portdev) or O(domain) and O(mac)).
       - V(rendered) returns in RV(rendered) the exact restore payloads for a host that holds none of our
         chains, without touching the host (no root needed); filters are read from O(config_dir).
       - V(gathered) returns every stored binding with its live chains and packet counters.
@@ -154,18 +154,50 @@ rebuilt_devices:
   returned: when state is present or absent
   type: list
   elements: str
+changed_chains:
+  description: Owned chains the change rewrote or deleted (or would, in check mode).
+  returned: when state is present or absent
+  type: list
+  elements: str
 rendered:
   description: Restore payloads by tool (C(ebtables), C(iptables), C(ip6tables)).
   returned: when state is rendered
   type: dict
 gathered:
   description:
-    - Stored bindings with their live chains (rule text and packet counters), each with C(guest) (the
-      domain, when known) and C(tap) (the device its rules are on now, or C(not running), C(no device)
-      or C(unplaced) with a warning saying why).
+    - Every stored binding (its options as under RV(bindings)) with C(guest) (the domain, when known),
+      C(tap) (the device its rules are on now, or C(not running), C(no device) or C(unplaced) with a
+      warning saying why), C(present) (the tap exists) and C(chains).
+    - C(chains) maps each live chain of the NIC (C(TOOL TABLE CHAIN)) to its rules in order, each with
+      the kernel's counters since the rule was last written (C(*-save -c); reading never zeroes them).
+      Only the per-NIC chains of the C(xtables) backend are listed.
   returned: when state is gathered
   type: list
   elements: dict
+  contains:
+    guest: {description: "The guest (libvirt domain) when known: O(domain), or the owner in O(binding_xml).", type: str}
+    tap: {description: "Tap the rules are on, or V(not running), V(no device), V(unplaced).", type: str}
+    present: {description: The tap exists on the host., type: bool}
+    chains:
+      description: Chain label to a list of C({rule, packets, bytes}).
+      type: dict
+  sample:
+    - portdev: vnet0
+      mac: "52:54:00:6b:3c:58"
+      filter: clean-traffic
+      parameters: {IP: 192.168.122.10}
+      guest: null
+      tap: vnet0
+      present: true
+      chains:
+        ebtables nat I-vnet0-ipv4-ip:
+          - {rule: "-p IPv4 --ip-src 0.0.0.0 --ip-proto udp -j RETURN", packets: 2, bytes: 656}
+          - {rule: "-p IPv4 --ip-src 192.168.122.10 -j RETURN", packets: 1187, bytes: 93114}
+          - {rule: "-j DROP", packets: 3, bytes: 138}
+drop_unbound_taps:
+  description: Whether unbound C(vnet*) taps are dropped on this host (the stored setting).
+  returned: when state is present, absent or gathered
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

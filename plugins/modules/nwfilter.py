@@ -119,6 +119,11 @@ uuids:
   returned: success and state is present
   type: dict
   sample: {no-spamming: 6ff2f6a4-9b0e-4f55-9a0f-5c1e8a7d9d41}
+changed_chains:
+  description: Owned chains the change rewrote or deleted (or would, in check mode).
+  returned: success
+  type: list
+  elements: str
 rebuilt_devices:
   description: Guest NICs whose chains the change rewrote (or would rewrite in check mode).
   returned: success

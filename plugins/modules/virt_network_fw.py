@@ -136,14 +136,27 @@ network:
   sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": "192.168.122.1/24", "ipv6": null,
            "forward_dev": null, "dhcp": true, "dns": true, "tftp": false, "nat_ports": [1024, 65535],
            "nat_address": null, "nat_ipv6": false}
+changed_chains:
+  description: Owned chains the change rewrote or deleted (or would, in check mode).
+  returned: when state is present or absent
+  type: list
+  elements: str
 rendered:
   description: Restore payloads by tool.
   returned: when state is rendered
   type: dict
 gathered:
-  description: Live rules of the C(LIBVIRT_*) chains by tool and table.
+  description:
+    - The live C(LIBVIRT_*) chains of every managed network, by C(TOOL TABLE CHAIN), each a list of its
+      rules in order with the kernel's counters (C(*-save -c); reading never zeroes them).
+    - Empty on a host whose store manages no network. Only the C(xtables) backend's chains are listed.
   returned: when state is gathered
   type: dict
+  sample:
+    iptables filter LIBVIRT_FWX:
+      - {rule: "-i virbr0 -o virbr0 -j ACCEPT", packets: 812, bytes: 68208}
+    iptables nat LIBVIRT_PRT:
+      - {rule: "-s 192.168.122.0/24 -d 224.0.0.0/24 -j RETURN", packets: 4, bytes: 160}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -173,7 +186,9 @@ def main():
             state=dict(type="str", choices=["present", "absent", "rendered", "gathered"], default="present"),
         ),
         mutually_exclusive=[("network_xml", "bridge")],
-        required_one_of=[("network_xml", "bridge", "name")],
+        # gathered reads every LIBVIRT_* chain: it names no network
+        required_if=[("state", state, ("network_xml", "bridge", "name"), True)
+                     for state in ("present", "absent", "rendered")],
         supports_check_mode=True,
     )
     run_action(module, "virt_network_fw", module.check_mode)

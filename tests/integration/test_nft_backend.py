@@ -76,7 +76,8 @@ class Host:
     def xt_nic_chains(self):
         text = "".join(self.lab.exec("hv", [tool]).stdout
                        for tool in ("ebtables-save", "iptables-save", "ip6tables-save"))
-        return [line for line in text.splitlines() if line.startswith(":libvirt-") or line.startswith(":F")]
+        return [line for line in text.splitlines() if line.startswith(":libvirt-")
+                or (line[:2] in (":F", ":H") and line.split()[0] != ":FORWARD")]
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +213,51 @@ def test_module_option_check_apply_rerun_and_rendered(host, tmp_path):
     _recap, result = play(state="rendered")
     assert result["rendered"]["nft"].startswith("table bridge hfw_nwfilter {")
     assert result["rendered"]["nft_notes"][0].startswith("nftables: 2 NICs")
+
+
+# ------------------------------------------------------------------------------ layer 3/4 rules
+
+L3_FILTERS = {
+    # clean-traffic plus libvirt's no-spamming example: no outgoing SMTP
+    "hfw-no-smtp": "<filter name='hfw-no-smtp'><filterref filter='clean-traffic'/>"
+                   "<rule action='drop' direction='out' priority='400'><tcp dstportstart='25'/></rule></filter>",
+    # only SSH comes in; the guest may start anything; the rest is rejected
+    "hfw-ssh-in": "<filter name='hfw-ssh-in'>"
+                  "<rule action='accept' direction='in'><tcp dstportstart='22'/></rule>"
+                  "<rule action='accept' direction='out'><all/></rule>"
+                  "<rule action='reject' direction='inout'><all/></rule></filter>",
+}
+
+
+def l3_probes(lab):
+    """TCP/UDP outcomes between the two guests and to the host, by (source, destination, port)."""
+    from test_network_playbooks import V4, tcp_probe, udp_probe
+    g0, g1 = lab.guests
+    out = {}
+    for src, dst, dst_ip in ((g0, g1, g1.ipv4), (g1, g0, g0.ipv4), (g0, None, lab.host_ipv4)):
+        dst_ns = dst.ns if dst else lab.hv
+        label = (src.ns[-2:], dst.ns[-2:] if dst else "hv")
+        for port in (22, 25, 80):
+            out[label + ("tcp", port)] = tcp_probe(src.ns, dst_ns, dst_ip, port, V4)[0]
+        out[label + ("udp", 53)] = udp_probe(src.ns, dst_ns, dst_ip, 53, V4)[0]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(L3_FILTERS))
+def test_layer34_rules_give_the_same_outcomes(host, name):
+    if name not in {f.name for f in host.filters}:
+        host.filters += [_filterxml.parse_filter_xml(xml) for xml in L3_FILTERS.values()]
+        host.filters = [f[0] if isinstance(f, tuple) else f for f in host.filters]
+    host.bind(name, "xtables")
+    xt = l3_probes(host.lab)
+    host.bind(name, "nftables")
+    assert host.xt_nic_chains() == [] and "inet hfw_nwfilter" in host.nft_tables()
+    nft = l3_probes(host.lab)
+    assert nft == xt, "\n".join("%s: xtables %s, nftables %s" % (k, xt[k], nft[k]) for k in xt if xt[k] != nft[k])
+    # the filters did something: the outcomes are the filter's, not an open bridge's
+    if name == "hfw-no-smtp":
+        assert nft[("g0", "g1", "tcp", 25)] == "lost" and nft[("g0", "g1", "tcp", 80)] == "delivered"
+    else:
+        assert nft[("g1", "g0", "tcp", 22)] == "delivered" and nft[("g1", "g0", "tcp", 80)] == "refused"
+        assert nft[("g0", "hv", "udp", 53)] == "delivered"  # the guest may start anything
+    assert not host.bind(name, "nftables").changed

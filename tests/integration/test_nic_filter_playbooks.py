@@ -489,7 +489,9 @@ def test_gathered_lists_bindings_with_their_live_chains(gathered_rendered, rerun
         mine = {key: rules for key, rules in live.items() if device_of_chain(key[2]) == item["portdev"]}
         assert mine and {"ebtables nat %s" % key[2] for key in mine} == set(item["chains"])
         for key, rules in mine.items():
-            assert item["chains"]["ebtables nat %s" % key[2]] == rules
+            counted = item["chains"]["ebtables nat %s" % key[2]]
+            assert [r["rule"] for r in counted] == list(rules)
+            assert all(isinstance(r["packets"], int) and isinstance(r["bytes"], int) for r in counted)
 
 
 def test_rendered_payloads_load_the_same_chains_on_an_empty_host(gathered_rendered, rerun, ctx):

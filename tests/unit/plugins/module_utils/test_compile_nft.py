@@ -139,7 +139,8 @@ def test_inout_rule_is_reversed_for_frames_from_the_guest_like_xtables():
 
 
 @pytest.mark.parametrize("xml, what", [
-    ('<rule action="accept" direction="out"><tcp dstportstart="22"/></rule>', "layer 3/4"),
+    ('<rule action="accept" direction="out"><tcp dstportstart="22" flags="SYN/ALL"/></rule>', "'flags' attribute"),
+    ('<rule action="accept" direction="out"><tcp connlimit-above="3"/></rule>', "connlimit"),
     ('<rule action="drop" direction="out"><stp/></rule>', "STP"),
     ('<rule action="drop" direction="out"><mac srcmacaddr="52:54:00:00:00:00" srcmacmask="ff:ff:ff:00:00:00"/>'
      '</rule>', "masked MAC"),
@@ -292,3 +293,42 @@ def test_backend_file_with_garbage_is_refused(tmp_path):
         _backend.choose(str(tmp_path))
     with pytest.raises(StoreError):
         _backend.choose(str(tmp_path / "x"), "pf")
+
+
+# ------------------------------------------------------------------------------ layer 3/4 rules
+
+SSH_IN = ('<filter name="ssh-in"><rule action="accept" direction="in"><tcp dstportstart="22"/></rule>'
+          '<rule action="reject" direction="inout"><all/></rule></filter>')
+
+
+def _l3(count=3):
+    filters = dict(FILTERS, **{"ssh-in": _extra_filter(SSH_IN)})
+    return _compile_nft.compile_nics([nic(i, "ssh-in", filters=filters) for i in range(count)])
+
+
+def test_layer34_copies_follow_the_xtables_chains():
+    inet = _nft.parse_table(_l3().tables[("inet", "hfw_nwfilter")])
+    chains = {name.split("-")[0]: lines for (kind, name), lines in inet.items() if kind == "chain" and "-" in name}
+    # FO (to the guest) accepts new SSH; FI and HI let the replies return; reject is stateless
+    assert list(chains["FO"]) == ["meta nfproto ipv4 tcp dport 22 ct state established,new ct direction original accept",
+                            "reject with icmp port-unreachable"]
+    assert list(chains["FI"]) == list(chains["HI"]) == [
+        "meta nfproto ipv4 tcp sport 22 ct state established ct direction reply return",
+        "reject with icmp port-unreachable"]
+    assert inet[("chain", "prerouting")][1] == "fib daddr type local return"
+
+
+def test_layer34_chains_are_shared_and_ports_dispatch_by_mark():
+    few, many = _l3(2), _l3(30)
+    assert few.rule_count == many.rule_count
+    inet = many.tables[("inet", "hfw_nwfilter")]
+    assert inet.count("\tchain FO-") == 1 and inet.count(": jump FO-") == 30
+    marks = many.tables[("bridge", "hfw_nwfilter_mark")]
+    number = sorted("vnet%d" % i for i in range(30)).index("vnet29") + 1
+    assert '"vnet29" : 0x%08x' % (0x48460000 + number) in marks
+    assert '"vnet29" : 0x%08x' % (0x48470000 + number) in marks
+    assert any("layer 3/4" in note for note in many.notes)
+
+
+def test_l2_only_filters_need_no_mark_table():
+    assert set(_compile_nft.compile_nics([nic(0)]).tables) == {TABLE}

@@ -133,3 +133,8 @@ def test_main_reports_an_unsupported_network_without_traceback(tmp_path, host, m
     out = json.loads(capsys.readouterr().out)
     assert out["failed"] and out["path"] == str(path) and out["msg"].startswith(str(path) + ": ")
     assert "exception" not in out and host.restores == []
+
+
+def test_the_backend_option_is_honoured_and_kept_as_the_hosts_default(tmp_path, host):
+    _actions.libvirt_adopt(params(tmp_path, backend="xtables"), check_mode=False, runner=host)
+    assert (tmp_path / "store" / "backend").read_text() == "xtables\n"

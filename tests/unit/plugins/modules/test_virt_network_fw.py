@@ -219,3 +219,15 @@ def test_main_bad_input_fails_without_traceback(tmp_path, monkeypatch, capsys):
     out = run_main(monkeypatch, capsys, args, HostFake())
     assert out["failed"] and "subnet's network address" in out["msg"] and out["error"] == "FilterXMLError"
     assert "exception" not in out
+
+
+def test_main_gathered_needs_no_network_but_the_others_do(tmp_path, monkeypatch, capsys):
+    base = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"))
+    runner = HostFake()
+    run_main(monkeypatch, capsys, dict(base, **NAT), runner)
+    out = run_main(monkeypatch, capsys, dict(base, state="gathered"), runner)
+    assert "failed" not in out and out["gathered"]["iptables filter LIBVIRT_FWX"] == [
+        dict(rule="-i br0 -o br0 -j ACCEPT", packets=0, bytes=0)]
+    for state in ("present", "absent", "rendered"):
+        out = run_main(monkeypatch, capsys, dict(base, state=state), runner)
+        assert out["failed"] and "network_xml, bridge, name" in out["msg"], state
