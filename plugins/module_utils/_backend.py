@@ -59,7 +59,7 @@ def record(config_dir, requested, check_mode):
     return True
 
 
-def _nft_available(runner):
+def nft_available(runner):
     """False for runners without nft (fake runners, hosts without the nft binary)."""
     if not hasattr(runner, "nft"):
         return False
@@ -83,7 +83,7 @@ def converge_both(backend, xt_desired, nft_tables, runner, scope, check_mode):
         nft_result = _nft.converge(nft_tables, runner, check_mode=check_mode, tables=tables)
         return _apply.converge(xt_desired, runner, scope, check_mode=check_mode), nft_result
     result = _apply.converge(xt_desired, runner, scope, check_mode=check_mode)
-    nft_result = _nft.converge({}, runner, check_mode=check_mode, tables=tables) if _nft_available(runner) else None
+    nft_result = _nft.converge({}, runner, check_mode=check_mode, tables=tables) if nft_available(runner) else None
     return result, nft_result
 
 

@@ -27,10 +27,11 @@ import time
 from ._defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
 from ._errors import EngineError, StoreError
 from . import _apply
+from . import _backend
+from . import _nft
 from . import _plan
 from . import _service
 from ._runner import HostRunner
-from ._saveparse import Scope
 
 PROG = "hypervisor-firewall-reapply"
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
@@ -182,7 +183,6 @@ class Watcher:
         self.args = args
         self.runner = runner
         self.desired = None
-        self.scope = None
         self.signature = None
         self.last_error = None
 
@@ -190,16 +190,19 @@ class Watcher:
         """Full reconcile, then remember what 'in sync' means until the store changes."""
         self.signature = store_signature(self.args.config_dir)
         outcome = reapply_once(self.args, self.runner, check_mode=False)
-        state = outcome.after
-        foreign = frozenset(self.runner.libvirt_bound_devices(_service.LIBVIRT_BINDING_DIR))
-        self.scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign)
-        links, runtime, _warnings = _service.host_view(self.args.config_dir, state, self.runner)
-        self.desired, _warnings = _service.build_desired(state, links=links, runtime=runtime)
+        self.desired = _service.desired_for_host(self.args.config_dir, outcome.after, self.runner)
         return outcome
 
     def drifted(self):
-        live, positions = _apply.read_live(self.runner, self.scope)
-        return not _plan.plan(self.desired, live, positions).is_empty()
+        """Both backends are looked at: the chosen one must match, the other must hold nothing."""
+        host = self.desired
+        live, positions = _apply.read_live(self.runner, host.scope)
+        if not _plan.plan(host.xtables, live, positions).is_empty():
+            return True
+        if not _backend.nft_available(self.runner):
+            return False
+        tables = _backend.owned_tables(host.scope)
+        return not _nft.plan(host.nft_tables, _nft.read_live(self.runner, tables), tables).is_empty()
 
     def tick(self):
         """One look; returns the Outcome of a reconcile when one ran, else None."""

@@ -156,6 +156,44 @@ def _refuse_drop_with_foreign(state, foreign):
         )
 
 
+@dataclass
+class HostDesired:
+    """Everything a host should hold, computed from a store state and the host's devices."""
+
+    xtables: dict  # Ruleset for ebtables/iptables/ip6tables
+    nft_tables: dict  # {(family, table): nft text} when the nftables backend is chosen
+    nft_notes: List[str]
+    scope: Scope
+    backend: str
+    warnings: List[str]
+
+
+def desired_for_host(config_dir, state, runner, libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None,
+                     skip_unresolvable=False, resolved=None):
+    """The whole desired state of a host; shared by reconcile and the re-apply watcher."""
+    links, runtime, warnings = host_view(config_dir, state, runner)
+    placed, _placement_warnings = _guests.place_bindings(state.bindings, runtime, links)
+    ours = {b.portdev for b in state.bindings.values() if b.portdev} | _guests.placed_taps(placed)
+    # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
+    foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - ours
+    chosen = _backend.choose(config_dir, backend)
+    nft_out = [] if chosen == "nftables" else None
+    desired, build_warnings = build_desired(state, skip_unresolvable=skip_unresolvable, resolved=resolved,
+                                            links=links, runtime=runtime, nft_out=nft_out)
+    scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign)
+    _refuse_shared_chains(desired, foreign)
+    _refuse_drop_with_foreign(state, foreign)
+    return HostDesired(desired, nft_out[0].tables if nft_out else {}, nft_out[0].notes if nft_out else [],
+                       scope, chosen, warnings + build_warnings)
+
+
+def _bridge_nf_warnings(desired, runner):
+    if not any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
+        return []
+    return ["%s is 0: iptables/ip6tables rules never see bridged guest traffic; set it to 1 "
+            "(the hypervisor role does, when asked)" % sysctl for sysctl in runner.bridge_nf_disabled()]
+
+
 def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAULT_LOCK_FILE, lock_timeout=30,
               libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None):
     """Apply ``mutate`` to the store and converge the kernel to the result, under the host lock.
@@ -167,34 +205,18 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         before = _store.load_store(config_dir)
         after, warnings = mutate(before)
         resolved = {} if check_mode else check_bindings_resolve(after)
-        links, runtime, view_warnings = host_view(config_dir, after, runner)
-        placed, _placement_warnings = _guests.place_bindings(after.bindings, runtime, links)
-        ours = {b.portdev for b in after.bindings.values() if b.portdev} | _guests.placed_taps(placed)
-        # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
-        foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - ours
-        chosen = _backend.choose(config_dir, backend)
-        nft_out = [] if chosen == "nftables" else None
-        desired, build_warnings = build_desired(after, skip_unresolvable=check_mode, resolved=resolved,
-                                                links=links, runtime=runtime, nft_out=nft_out)
-        build_warnings = view_warnings + build_warnings
-        scope = Scope(manage_networks=after.manage_networks, foreign_devices=foreign)
-        _refuse_shared_chains(desired, foreign)
-        _refuse_drop_with_foreign(after, foreign)
-        if any(key[0] != "eb" and any(_names.device_of_chain(c) for c in st.chains) for key, st in desired.items()):
-            for sysctl in runner.bridge_nf_disabled():
-                warnings = list(warnings) + [
-                    "%s is 0: iptables/ip6tables rules never see bridged guest traffic; set it to 1 "
-                    "(the hypervisor role does, when asked)" % sysctl]
+        host = desired_for_host(config_dir, after, runner, libvirt_binding_dir, backend,
+                                skip_unresolvable=check_mode, resolved=resolved)
         store_changed = before != after
-        outcome = Outcome(False, store_changed, False, warnings=list(warnings) + build_warnings,
-                          before=before, after=after)
+        outcome = Outcome(False, store_changed, False, before=before, after=after,
+                          warnings=list(warnings) + _bridge_nf_warnings(host.xtables, runner) + host.warnings)
         outcome.diff.extend(_store.store_diff(before, after))
         writer = None
         if store_changed and not check_mode:
             writer = _store.write_changes(config_dir, before, after)
         try:
-            nft_tables = nft_out[0].tables if nft_out else {}
-            result, nft_result = _backend.converge_both(chosen, desired, nft_tables, runner, scope, check_mode)
+            result, nft_result = _backend.converge_both(host.backend, host.xtables, host.nft_tables, runner,
+                                                        host.scope, check_mode)
         except EngineError:
             if writer is not None:
                 writer.rollback()
@@ -205,16 +227,16 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.changed_chains = changed_chains(result.plan)
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
-        _add_nft(outcome, nft_result, nft_out)
-        outcome.warnings.extend(_backend.network_warnings(chosen, list(after.networks.values()), runner))
+        _add_nft(outcome, nft_result, host.nft_notes)
+        outcome.warnings.extend(_backend.network_warnings(host.backend, list(after.networks.values()), runner))
         if _backend.record(config_dir, backend, check_mode):
             outcome.changed = True
         return outcome
 
 
-def _add_nft(outcome, nft_result, nft_out):
+def _add_nft(outcome, nft_result, nft_notes):
     """Fold the nftables backend's result into the outcome."""
-    outcome.nft_notes = nft_out[0].notes if nft_out else []
+    outcome.nft_notes = list(nft_notes)
     if nft_result is None or not nft_result.changed:
         return
     outcome.rules_changed = outcome.changed = True

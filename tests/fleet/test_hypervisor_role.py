@@ -35,7 +35,7 @@ def rules_and_chains(lab):
 
 def test_bridge_nf_then_decommission(tmp_path):
     workdir = str(tmp_path)
-    with Lab("hfwhfwnr", guests=1) as lab:
+    with Lab("hfwhfwnr%d" % os.getpid(), guests=1) as lab:
         for key in KEYS:
             write_sysctl(lab.hv, key, 0)
         pristine = rules_and_chains(lab)

@@ -72,7 +72,7 @@ def send_frames(lab, timeout=3.0):
 
 def _send(sock, src, dst, count, port, src_ip=None):
     """Send ``count`` UDP frames from guest src to guest dst; return their markers."""
-    markers = {F.new_marker() for _ in range(count)}
+    markers = {F.new_marker() for _sent in range(count)}
     for marker in sorted(markers):
         sock.send(F.ipv4_udp(src.mac, dst.mac, src_ip or src.ipv4, dst.ipv4, 40000, port, marker))
     return markers

@@ -68,7 +68,7 @@ def counted(lab):
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory):
     work = str(tmp_path_factory.mktemp("counters"))
-    with Lab("hfwhfwu2_gc", guests=2) as lab:
+    with Lab("hfwhfwu2_gc%d" % os.getpid(), guests=2) as lab:
         hv = host_vars(lab.hv, work)
         install(lab, HostRunner(prefix=lab.hv_prefix), hv["hfw_config_dir"], hv["hfw_lock_file"])
         send_frames(lab)

@@ -59,7 +59,7 @@ def host(tmp_path):
     conf = tmp_path / "hook.conf"
     conf.write_text("config_dir = %s\nlock_file = %s\nlock_timeout = 2\n" % (store, lock))
     params = dict(config_dir=store, lock_file=lock, lock_timeout=10)
-    with Lab("hfwhfws_gh", guests=2) as lab:
+    with Lab("hfwhfws_gh%d" % os.getpid(), guests=2) as lab:
         lab.exec("hv", ["ip", "link", "del", "vnet0"])
         runner = HostRunner(prefix=lab.hv_prefix)
         _service.reconcile(store, lambda s: (define_filters(s), []), runner, False, lock_file=lock)

@@ -327,7 +327,7 @@ def drops(sock):
 
 
 def test_no_spoofed_frame_passes_while_clean_traffic_is_redefined(tmp_path):
-    with Lab("hfwhfwr_win", guests=2) as lab:
+    with Lab("hfwhfwr_win%d" % os.getpid(), guests=2) as lab:
         g0, g1 = lab.guests
         for index in range(5, 9):
             lab.exec("hv", ["ip", "link", "add", "vnet%d" % index, "type", "veth", "peer", "name", "vp%d" % index])

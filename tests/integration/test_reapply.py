@@ -48,7 +48,7 @@ def host(tmp_path_factory):
     """A lab with filters, bindings and a network applied; yields (lab, params, expected owned lines)."""
     work = tmp_path_factory.mktemp("reapply")
     params = dict(config_dir=str(work / "store"), lock_file=str(work / "lock"), lock_timeout=30)
-    with Lab("hfwhfwm_ra", guests=2) as lab:
+    with Lab("hfwhfwm_ra%d" % os.getpid(), guests=2) as lab:
         runner = HostRunner(prefix=lab.hv_prefix)
         _service.reconcile(params["config_dir"], lambda s: (define_all(s, lab), []), runner, False,
                            lock_file=params["lock_file"])
@@ -190,7 +190,10 @@ def test_watcher_heals_a_flushed_ruleset_by_itself(host, tmp_path, mode):
         time.sleep(0.3)
         lab.exec("hv", ["nft", "flush", "ruleset"])
         recovery = wait_healed(lab, expected, HEAL_DEADLINE)
-        assert recovery is not None, "the watcher did not heal within %ss" % HEAL_DEADLINE
+        if recovery is None:
+            log.seek(0)
+        assert recovery is not None, "the watcher did not heal within %ss:\n%s" % (
+            HEAL_DEADLINE, "" if recovery is not None else log.read())
         print("\nwatcher (%s, --watch 1) recovered from `nft flush ruleset` in %.2f s" % (mode, recovery))
         time.sleep(1.5)
         assert owned_lines(lab) == expected
