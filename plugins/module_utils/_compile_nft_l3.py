@@ -189,7 +189,7 @@ def _mark_table(ports, number):
     parts = [_block("map", "in_port", ["type ifname : mark"] + _elements(ins)),
              _block("map", "out_port", ["type ifname : mark"] + _elements(outs)),
              _block("chain", "prerouting", ["type filter hook prerouting priority filter; policy accept;",
-                                     "meta mark set iifname map @in_port"]),
+                                            "meta mark set iifname map @in_port"]),
              _block("chain", "forward", ["type filter hook forward priority filter; policy accept;",
-                                     "meta mark set oifname map @out_port"])]
+                                         "meta mark set oifname map @out_port"])]
     return "table bridge hfw_nwfilter_mark {\n%s\n}\n" % "\n\n".join(parts)

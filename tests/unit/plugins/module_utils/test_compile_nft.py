@@ -310,8 +310,9 @@ def test_layer34_copies_follow_the_xtables_chains():
     inet = _nft.parse_table(_l3().tables[("inet", "hfw_nwfilter")])
     chains = {name.split("-")[0]: lines for (kind, name), lines in inet.items() if kind == "chain" and "-" in name}
     # FO (to the guest) accepts new SSH; FI and HI let the replies return; reject is stateless
-    assert list(chains["FO"]) == ["meta nfproto ipv4 tcp dport 22 ct state established,new ct direction original accept",
-                            "reject with icmp port-unreachable"]
+    assert list(chains["FO"]) == [
+        "meta nfproto ipv4 tcp dport 22 ct state established,new ct direction original accept",
+        "reject with icmp port-unreachable"]
     assert list(chains["FI"]) == list(chains["HI"]) == [
         "meta nfproto ipv4 tcp sport 22 ct state established ct direction reply return",
         "reject with icmp port-unreachable"]
