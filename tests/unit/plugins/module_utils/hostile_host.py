@@ -14,15 +14,12 @@ import shutil
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
 from ansible_collections.hypervisor.firewall.plugins.module_utils._names import MAX_CHAIN
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import (
-    FakeRunner, SimError, SimTool, VERDICTS,
+    HostFake, SimError, SimTool, new_sims,
 )
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 DEFAULT_FILTERS = os.path.join(ROOT, "roles", "default_filters", "files")
-# targets of the virtual-network chains on top of the simulator's verdicts
-TARGETS = VERDICTS | {"CHECKSUM", "SNAT", "MASQUERADE"}
 DEVICES = ("lo", "br0", "virbr0", "vnet0", "vnet1", "vnet2", "abcdefghijklmno")
 # rules of other tools that every operation must leave alone
 FOREIGN = {
@@ -41,46 +38,16 @@ class LimitedSimTool(SimTool):
             raise SimError("chain name '%s' too long" % chain)
         super()._declare(table, state, chain, policy)
 
-    def _check_targets(self):
-        for state in self.tables.values():
-            for rules in state["rules"].values():
-                for rule in rules:
-                    target = jump_target(rule)
-                    if target and target not in TARGETS and target not in state["rules"]:
-                        raise SimError("Chain '%s' does not exist" % target)
 
-
-class FakeHost(FakeRunner):
-    """FakeRunner plus the host questions HostRunner answers."""
+class FakeHost(HostFake):
+    """The shared fake host over length-limited tools holding FOREIGN, and a deep copy on demand."""
 
     def __init__(self, sims=None, devices=DEVICES, libvirt_bound=(), bridge_nf_off=()):
-        super().__init__(sims or new_sims())
-        self.devices = set(devices)
-        self.libvirt_bound = set(libvirt_bound)
-        self.bridge_nf_off = list(bridge_nf_off)
-
-    def list_devices(self):
-        return set(self.devices)
-
-    def libvirt_bound_devices(self, _binding_dir):
-        return set(self.libvirt_bound)
-
-    def bridge_nf_disabled(self):
-        return list(self.bridge_nf_off)
-
-    def firewalld_running(self):
-        return False
+        super().__init__(sims or new_sims(foreign=FOREIGN, tool_class=LimitedSimTool), devices, libvirt_bound,
+                         bridge_nf_off)
 
     def clone(self):
         return FakeHost(copy.deepcopy(self.sims), self.devices, self.libvirt_bound, self.bridge_nf_off)
-
-
-def new_sims():
-    sims = {"eb": LimitedSimTool("eb", ("filter", "nat")), "ip4": LimitedSimTool("ip4"), "ip6": LimitedSimTool("ip6")}
-    for tool, payload in FOREIGN.items():
-        rc, _out, err = sims[tool].restore(payload)
-        assert rc == 0, err
-    return sims
 
 
 def base_params(root):
@@ -146,4 +113,4 @@ def snapshot(root, host):
         for name in sorted(names):
             with open(os.path.join(folder, name), "rb") as handle:
                 files[os.path.join(rel, name)] = handle.read()
-    return files, {tool: sim.save() for tool, sim in host.sims.items()}
+    return files, host.dumps()

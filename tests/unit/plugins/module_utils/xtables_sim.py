@@ -149,3 +149,40 @@ class FakeRunner:
         if tool in self.fail_on:
             return 2, "", "%s: injected failure\nError occurred at line: 2\n" % TOOLS[tool][1]
         return self.sims[tool].restore(payload)
+
+
+def new_sims(ip_tables=("filter",), foreign=None, tool_class=SimTool):
+    """ebtables (filter, nat), iptables and ip6tables (``ip_tables``), holding the ``foreign`` {tool: payload}."""
+    sims = {"eb": tool_class("eb", ("filter", "nat")), "ip4": tool_class("ip4", ip_tables),
+            "ip6": tool_class("ip6", ip_tables)}
+    for tool, payload in (foreign or {}).items():
+        rc, _out, err = sims[tool].restore(payload)
+        assert rc == 0, err
+    return sims
+
+
+class HostFake(FakeRunner):
+    """FakeRunner plus the host questions HostRunner answers, read from attributes a test may change."""
+
+    def __init__(self, sims, devices, libvirt_bound=(), bridge_nf_off=(), firewalld=False, **kwargs):
+        super().__init__(sims, **kwargs)
+        self.devices = set(devices)
+        self.libvirt_bound = set(libvirt_bound)
+        self.bridge_nf_off = list(bridge_nf_off)
+        self.firewalld = firewalld
+
+    def list_devices(self):
+        return set(self.devices)
+
+    def libvirt_bound_devices(self, _binding_dir):
+        return set(self.libvirt_bound)
+
+    def bridge_nf_disabled(self):
+        return list(self.bridge_nf_off)
+
+    def firewalld_running(self):
+        return self.firewalld
+
+    def dumps(self):
+        """{tool: save text} of every simulated tool."""
+        return {tool: sim.save() for tool, sim in self.sims.items()}

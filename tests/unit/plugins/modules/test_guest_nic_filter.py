@@ -17,7 +17,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
     ApplyError, DeviceNameError, FilterXMLError, ResolveError, StoreError)
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import parse_save
 from ansible_collections.hypervisor.firewall.plugins.modules import guest_nic_filter as module
-from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 FILTER_FILES = os.path.join(ROOT, "roles", "default_filters", "files")
@@ -28,28 +28,9 @@ NO_SPAMMING = ('<filter name="no-spamming" chain="root"><rule action="drop" dire
 SPAM_GUARD = '<filter name="spam-guard"><filterref filter="no-mac-spoofing"/><filterref filter="no-spamming"/></filter>'
 
 
-class HostFake(FakeRunner):
-    """FakeRunner plus the host questions HostRunner answers, with a foreign FORWARD policy."""
-
-    def __init__(self, devices=("lo", "br0", "vnet0", "vnet1"), libvirt_bound=(), bridge_nf_off=(), **kwargs):
-        super().__init__({"eb": SimTool("eb", ("filter", "nat")), "ip4": SimTool("ip4"), "ip6": SimTool("ip6")},
-                         **kwargs)
-        assert self.sims["ip4"].restore(FOREIGN_IP4)[0] == 0
-        self.devices = set(devices)
-        self.libvirt_bound = set(libvirt_bound)
-        self.bridge_nf_off = list(bridge_nf_off)
-
-    def list_devices(self):
-        return set(self.devices)
-
-    def libvirt_bound_devices(self, binding_dir):
-        return set(self.libvirt_bound)
-
-    def bridge_nf_disabled(self):
-        return list(self.bridge_nf_off)
-
-    def dumps(self):
-        return {tool: sim.save() for tool, sim in self.sims.items()}
+def new_host():
+    """The shared fake host with this module's NICs and a foreign FORWARD policy."""
+    return HostFake(new_sims(foreign={"ip4": FOREIGN_IP4}), ("lo", "br0", "vnet0", "vnet1"))
 
 
 class NoHost:
@@ -96,7 +77,7 @@ def owned(runner):
 
 @pytest.fixture
 def host(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     define(tmp_path, runner, default_filter("no-mac-spoofing"), NO_SPAMMING, SPAM_GUARD)
     runner.restores.clear()
     return runner
@@ -128,7 +109,7 @@ def test_check_mode_never_restores_and_stores_nothing(tmp_path, host):
 
 
 def test_check_mode_with_a_filter_defined_later_in_the_run_warns_and_plans_the_binding(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     result = _actions.guest_nic_filter(params(tmp_path, bindings=[binding(filter_name="clean-traffic")]),
                                        check_mode=True, runner=runner)
     assert result["changed"] and runner.restores == [] and result["rebuilt_devices"] == []
@@ -165,7 +146,7 @@ def test_a_missing_device_is_stored_with_a_warning_and_gets_rules_once_it_exists
 def test_absent_needs_only_the_device_and_removes_every_chain(tmp_path, host):
     _actions.guest_nic_filter(params(tmp_path, bindings=[binding(filter_name="spam-guard")]), check_mode=False,
                               runner=host)
-    pristine = HostFake().dumps()
+    pristine = new_host().dumps()
     result = _actions.guest_nic_filter(params(tmp_path, portdev="vnet0", state="absent"), check_mode=False,
                                        runner=host)
     assert result["changed"] and result["bindings"] == [] and result["rebuilt_devices"] == ["vnet0"]

@@ -17,7 +17,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._plan import p
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
 from ansible_collections.hypervisor.firewall.plugins.modules import libvirt_adopt as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import libvirt_root as lr
-from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 
 MAC0, MAC1 = "52:54:00:6a:00:10", "52:54:00:6a:00:11"
 BINDINGS = [("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),)),
@@ -25,29 +25,16 @@ BINDINGS = [("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),)),
 STALE_IP = "192.168.122.99"
 
 
-class LibvirtHostFake(FakeRunner):
-    """Simulated tools plus the host questions; records where it was asked for libvirt's bindings."""
+class LibvirtHostFake(HostFake):
+    """The shared fake host whose libvirt bindings are the files in the directory it is asked about."""
 
     def __init__(self):
-        super().__init__({"eb": SimTool("eb", ("filter", "nat")), "ip4": SimTool("ip4", ("filter", "nat", "mangle")),
-                          "ip6": SimTool("ip6", ("filter", "nat", "mangle"))})
+        super().__init__(new_sims(("filter", "nat", "mangle")), ("lo", "virbr0", "vnet0", "vnet1"))
         self.binding_dirs = []
-
-    def list_devices(self):
-        return {"lo", "virbr0", "vnet0", "vnet1"}
 
     def libvirt_bound_devices(self, binding_dir):
         self.binding_dirs.append(binding_dir)
         return {name[:-4] for name in os.listdir(binding_dir)}
-
-    def bridge_nf_disabled(self):
-        return []
-
-    def firewalld_running(self):
-        return False
-
-    def dumps(self):
-        return {tool: sim.save() for tool, sim in self.sims.items()}
 
 
 def params(tmp_path, **given):

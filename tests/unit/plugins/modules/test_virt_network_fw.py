@@ -19,33 +19,16 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_live
 from ansible_collections.hypervisor.firewall.plugins.modules import virt_network_fw as module
-from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 
 TABLES = ("filter", "nat", "mangle")
 FOREIGN_IP4 = ("*filter\n:ADMIN - [0:0]\n-A INPUT -i br0 -j DROP\n-A FORWARD -j ADMIN\n-A ADMIN -s 203.0.113.0/24 -j DROP\n"
                "COMMIT\n*nat\n-A POSTROUTING -s 198.51.100.0/24 -o eth9 -j MASQUERADE\nCOMMIT\n")
 
 
-class HostFake(FakeRunner):
-    """FakeRunner plus the host questions HostRunner answers."""
-
-    def __init__(self, firewalld=False):
-        super().__init__({"eb": SimTool("eb", ("filter", "nat")), "ip4": SimTool("ip4", TABLES),
-                          "ip6": SimTool("ip6", TABLES)})
-        self.firewalld = firewalld
-        assert self.sims["ip4"].restore(FOREIGN_IP4)[0] == 0
-
-    def list_devices(self):
-        return {"lo", "br0", "br1", "eth9"}
-
-    def libvirt_bound_devices(self, binding_dir):
-        return set()
-
-    def bridge_nf_disabled(self):
-        return []
-
-    def firewalld_running(self):
-        return self.firewalld
+def new_host(firewalld=False):
+    """The shared fake host with bridges and an uplink, and foreign rules in iptables."""
+    return HostFake(new_sims(TABLES, foreign={"ip4": FOREIGN_IP4}), ("lo", "br0", "br1", "eth9"), firewalld=firewalld)
 
 
 def module_defaults():
@@ -95,7 +78,7 @@ def test_module_defaults_are_libvirt_defaults():
 
 
 def test_present_applies_then_is_idempotent_and_keeps_foreign_rules(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     foreign_filter = [line for line in runner.save("ip4").splitlines() if "ADMIN" in line or "eth9" in line]
     first = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
     assert first["changed"] and first["network"]["name"] == "br0"
@@ -111,7 +94,7 @@ def test_present_applies_then_is_idempotent_and_keeps_foreign_rules(tmp_path):
 
 
 def test_check_mode_reports_the_change_and_touches_nothing(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     before = {tool: runner.save(tool) for tool in runner.sims}
     result = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=True, runner=runner)
     assert result["changed"] and runner.restores == []
@@ -120,7 +103,7 @@ def test_check_mode_reports_the_change_and_touches_nothing(tmp_path):
 
 
 def test_dhcp_adds_only_the_checksum_fix(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
     without = live_network_rules(runner)
     _actions.virt_network_fw(params(tmp_path, dhcp=True, **NAT), check_mode=False, runner=runner)
@@ -129,7 +112,7 @@ def test_dhcp_adds_only_the_checksum_fix(tmp_path):
 
 
 def test_two_networks_then_remove_by_name_then_by_bridge(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     routed = dict(name="lab2", bridge="br1", ipv4="192.168.101.1/24", mode="route")
     _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
     _actions.virt_network_fw(params(tmp_path, **routed), check_mode=False, runner=runner)
@@ -144,7 +127,7 @@ def test_two_networks_then_remove_by_name_then_by_bridge(tmp_path):
 
 
 def test_absent_of_an_unknown_network_claims_nothing(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     result = _actions.virt_network_fw(params(tmp_path, name="default", state="absent"), False, runner=runner)
     assert not result["changed"] and runner.restores == []
     assert not _store.load_store(str(tmp_path / "store")).manage_networks
@@ -155,22 +138,22 @@ def test_absent_of_an_unknown_network_claims_nothing(tmp_path):
 def test_firewalld_warning_names_the_zone(tmp_path, mode, zone):
     options = params(tmp_path, **NAT)
     options["mode"] = mode
-    result = _actions.virt_network_fw(dict(options), False, runner=HostFake(firewalld=True))
+    result = _actions.virt_network_fw(dict(options), False, runner=new_host(firewalld=True))
     assert [w for w in result["warnings"] if "firewalld" in w and zone in w and "br0" in w]
-    quiet = _actions.virt_network_fw(dict(options), False, runner=HostFake())
+    quiet = _actions.virt_network_fw(dict(options), False, runner=new_host())
     assert not [w for w in quiet["warnings"] if "firewalld" in w]
 
 
 def test_present_without_bridge_names_the_fix(tmp_path):
     with pytest.raises(FilterXMLError, match="needs bridge"):
-        _actions.virt_network_fw(params(tmp_path, name="lab"), False, runner=HostFake())
+        _actions.virt_network_fw(params(tmp_path, name="lab"), False, runner=new_host())
 
 
 def test_network_xml_name_must_match(tmp_path):
     xml = _netfw.format_network_xml(network("lab", "br0", ipv4="192.168.100.1/24"))
     with pytest.raises(FilterXMLError, match="does not match"):
-        _actions.virt_network_fw(params(tmp_path, name="other", network_xml=xml), False, runner=HostFake())
-    result = _actions.virt_network_fw(params(tmp_path, network_xml=xml, state="absent"), False, runner=HostFake())
+        _actions.virt_network_fw(params(tmp_path, name="other", network_xml=xml), False, runner=new_host())
+    result = _actions.virt_network_fw(params(tmp_path, network_xml=xml, state="absent"), False, runner=new_host())
     assert not result["changed"]
 
 
@@ -180,7 +163,7 @@ def test_rendered_needs_no_runner(tmp_path):
 
 
 def test_gathered_lists_live_chains(tmp_path):
-    runner = HostFake()
+    runner = new_host()
     _actions.virt_network_fw(params(tmp_path, **NAT), False, runner=runner)
     gathered = _actions.virt_network_fw(params(tmp_path, state="gathered"), False, runner=runner)["gathered"]
     assert gathered["iptables filter LIBVIRT_FWX"] == [dict(rule="-i br0 -o br0 -j ACCEPT", packets=0, bytes=0)]
@@ -206,24 +189,24 @@ def run_main(monkeypatch, capsys, args, runner, warned=None):
 def test_main_defaults_name_and_warns(tmp_path, monkeypatch, capsys):
     base = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"))
     warned = []
-    out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), HostFake(firewalld=True),
+    out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), new_host(firewalld=True),
                    warned)
     assert out["changed"] and out["network"]["name"] == "br0" and out["network"]["dhcp"] is False
     assert [w for w in warned if "'libvirt' zone" in w]
-    out = run_main(monkeypatch, capsys, dict(base, name="br0", state="absent"), HostFake())
+    out = run_main(monkeypatch, capsys, dict(base, name="br0", state="absent"), new_host())
     assert out["changed"] and "failed" not in out
 
 
 def test_main_bad_input_fails_without_traceback(tmp_path, monkeypatch, capsys):
     args = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"), bridge="br0", ipv4="10.0.0.0/24")
-    out = run_main(monkeypatch, capsys, args, HostFake())
+    out = run_main(monkeypatch, capsys, args, new_host())
     assert out["failed"] and "subnet's network address" in out["msg"] and out["error"] == "FilterXMLError"
     assert "exception" not in out
 
 
 def test_main_gathered_needs_no_network_but_the_others_do(tmp_path, monkeypatch, capsys):
     base = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"))
-    runner = HostFake()
+    runner = new_host()
     run_main(monkeypatch, capsys, dict(base, **NAT), runner)
     out = run_main(monkeypatch, capsys, dict(base, state="gathered"), runner)
     assert "failed" not in out and out["gathered"]["iptables filter LIBVIRT_FWX"] == [
