@@ -18,6 +18,7 @@ Instantiation follows libvirt's nwfilter driver:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import itertools
@@ -363,21 +364,8 @@ def _sorted(instances):
     """libvirt's order: root first, then rule priority (stable); then the chain-priority raise."""
     ordered = sorted(instances, key=lambda ri: (ri.chain != "root", ri.priority))
     return tuple(
-        ri if ri.chain == "root" or ri.chain_priority <= ri.priority else _with_priority(ri, ri.chain_priority)
+        ri if ri.chain == "root" or ri.chain_priority <= ri.priority else dataclasses.replace(ri, priority=ri.chain_priority)
         for ri in ordered
-    )
-
-
-def _with_priority(ri, priority):
-    return RuleInstance(
-        filter_name=ri.filter_name,
-        chain=ri.chain,
-        chain_priority=ri.chain_priority,
-        priority=priority,
-        action=ri.action,
-        direction=ri.direction,
-        statematch=ri.statematch,
-        matches=ri.matches,
     )
 
 

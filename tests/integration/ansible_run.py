@@ -74,3 +74,13 @@ def run_playbook(workdir, playbook, inventory, check=False, diff=False, extra_va
         for m in _RECAP.finditer(proc.stdout)
     }
     return proc, recap
+
+
+def changed_by_play(workdir, namespace, params, playbook, **extra_vars):
+    """Run ``playbook`` on one namespace host whose store and lock are ``params``' config_dir and
+    lock_file; asserts the run did not fail and returns its changed count."""
+    hostvars = dict(host_vars(namespace, workdir), hfw_config_dir=params["config_dir"],
+                    hfw_lock_file=params["lock_file"])
+    proc, recap = run_playbook(workdir, playbook, {"hypervisors": {namespace: hostvars}}, extra_vars=extra_vars)
+    assert proc.returncode == 0 and recap[namespace]["failed"] == 0, proc.stdout + proc.stderr
+    return recap[namespace]["changed"]

@@ -10,12 +10,13 @@ import uuid
 
 import pytest
 
+from save_views import foreign_view, without_comments
+
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _apply
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError, ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, Chain, TableState, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, Chain, TableState
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import Runner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import builtin_policies, jump_target, parse_save
+from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import builtin_policies, parse_save
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)"
@@ -73,25 +74,7 @@ def runner():
 
 
 def dumps(run):
-    """Every tool's full save text without the '#' lines (they carry dates)."""
-    return {tool: "".join(l for l in run.save(tool).splitlines(True) if not l.startswith("#")) for tool in TOOL_ORDER}
-
-
-def foreign_view(tool, text):
-    """The save text minus our chains, our rules and our hooks: what must never change."""
-    kept, table = [], None
-    for line in text.splitlines():
-        words = line.split()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":") or line.startswith("-A"):
-            chain = words[0][1:] if line.startswith(":") else words[1]
-            ours = is_owned_chain(tool, table, chain) and not is_builtin_chain(tool, table, chain)
-            target = jump_target(" ".join(words[2:])) if line.startswith("-A") else None
-            if ours or (target and is_owned_chain(tool, table, target)):
-                continue
-        kept.append(line)
-    return "\n".join(kept)
+    return {tool: without_comments(run.save(tool)) for tool in TOOL_ORDER}
 
 
 def owned(run):

@@ -109,11 +109,23 @@ def eb_chains(lab):
 def delivered(lab, src_mac, src_ip):
     """True when a UDP frame from g0 (given source MAC/IP) reaches g1."""
     peer = lab.guests[1]
+    return arrives((lab.guests[0].ns, "eth0"), (peer.ns, peer.ifname),
+                   lambda marker: F.ipv4_udp(src_mac, peer.mac, src_ip, peer.ipv4, 40000, 41000, marker))
+
+
+def g1_reaches_g0(lab, g1):
+    g0 = lab.guests[0]
+    return arrives((g1.ns, g1.ifname), (g0.ns, "eth0"),
+                   lambda marker: F.ipv4_udp(g1.mac, MAC_A, g1.ipv4, IP_A, 40000, 41001, marker))
+
+
+def arrives(source, sink, build):
+    """True when the frame ``build(marker)`` sent on ``source`` (ns, ifname) shows up on ``sink`` within 0.5 s."""
     marker = F.new_marker()
-    rx = packet_socket(peer.ns, peer.ifname)
-    tx = packet_socket(lab.guests[0].ns, "eth0")
+    rx = packet_socket(*sink)
+    tx = packet_socket(*source)
     try:
-        tx.send(F.ipv4_udp(src_mac, peer.mac, src_ip, peer.ipv4, 40000, 41000, marker))
+        tx.send(build(marker))
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:
             if select.select([rx], [], [], deadline - time.monotonic())[0]:
@@ -226,27 +238,6 @@ def test_drop_unbound_taps_drops_unbound_guests_only(host):
     assert g1_reaches_g0(lab, g1)
 
 
-def g1_reaches_g0(lab, g1):
-    marker = F.new_marker()
-    g0 = lab.guests[0]
-    rx = packet_socket(g0.ns, "eth0")
-    tx = packet_socket(g1.ns, g1.ifname)
-    try:
-        tx.send(F.ipv4_udp(g1.mac, MAC_A, g1.ipv4, IP_A, 40000, 41001, marker))
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            if select.select([rx], [], [], deadline - time.monotonic())[0]:
-                try:
-                    while True:
-                        if marker in rx.recv(65535):
-                            return True
-                except BlockingIOError:
-                    pass
-        return False
-    finally:
-        rx.close()
-        tx.close()
-
 
 ROLE_PLAY = """
 - hosts: all
@@ -267,18 +258,13 @@ ROLE_PLAY = """
 
 
 def test_role_installs_a_working_hook_idempotently_and_removes_it(host, tmp_path):
-    from ansible_run import host_vars, run_playbook
+    from ansible_run import changed_by_play
     lab, params, _conf, runner = host
     root = tmp_path / "root"
-    hostvars = dict(host_vars(lab.hv, str(tmp_path)), hfw_config_dir=params["config_dir"],
-                    hfw_lock_file=params["lock_file"])
-    inventory = {"hypervisors": {lab.hv: hostvars}}
 
     def play(state):
-        proc, recap = run_playbook(str(tmp_path), ROLE_PLAY, inventory,
-                                   extra_vars=dict(state=state, root=str(root), python=sys.executable))
-        assert proc.returncode == 0 and recap[lab.hv]["failed"] == 0, proc.stdout + proc.stderr
-        return recap[lab.hv]["changed"]
+        return changed_by_play(str(tmp_path), lab.hv, params, ROLE_PLAY,
+                               state=state, root=str(root), python=sys.executable)
 
     installed = root / "hooks" / "qemu.d" / "hypervisor-firewall"
     assert play("present") > 0

@@ -25,14 +25,14 @@ import pytest
 from lab import Lab, packet_socket
 from lab import frames as F
 from lab.battery import PACKET_OUTGOING, SPOOF_MAC
+from save_views import foreign_view, is_ours, without_comments
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _apply, _filterxml, _ops, \
     _service, _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import _RESTORE_OPTS, HostRunner, host_lock
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, jump_target
+from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(b) for b in ("ip", "iptables-legacy-restore", "ebtables")),
@@ -140,10 +140,9 @@ def binding(dev, index, filter_name="clean-traffic", mac=None):
 
 
 def save(runner, binary):
-    """A save tool's output without its '#' lines (they carry dates)."""
     rc, out, err = runner.run([binary])
     assert rc == 0, err
-    return "".join(line for line in out.splitlines(True) if not line.startswith("#"))
+    return without_comments(out)
 
 
 def dumps(runner):
@@ -158,30 +157,6 @@ def store_bytes(config_dir):
             with open(os.path.join(folder, name), "rb") as handle:
                 found[os.path.relpath(os.path.join(folder, name), config_dir)] = handle.read()
     return found
-
-
-def is_ours(tool, table, line):
-    """Is a save line one of our chains, a rule in one, or our jump from a built-in chain?"""
-    words = line.split()
-    if line.startswith(":"):
-        chain, target = words[0][1:], None
-    elif line.startswith("-A "):
-        chain, target = words[1], jump_target(" ".join(words[2:]))
-    else:
-        return False
-    if is_owned_chain(tool, table, chain) and not is_builtin_chain(tool, table, chain):
-        return True
-    return bool(target) and is_owned_chain(tool, table, target)
-
-
-def foreign_view(tool, text):
-    kept, table = [], None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-        if not is_ours(tool, table, line):
-            kept.append(line)
-    return kept
 
 
 def chain_rules(text, table, chain):

@@ -26,10 +26,11 @@ import pytest
 from ansible_run import PLAYBOOK_BIN, ROOT, host_vars, run_playbook
 from lab import Lab, format_table, run_battery
 from lab.battery import CASES, SPOOF_IPV4
+from save_views import foreign_view, without_comments
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import device_of_chain, is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target, parse_save
+from ansible_collections.hypervisor.firewall.plugins.module_utils._names import device_of_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import parse_save
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not os.path.exists(PLAYBOOK_BIN),
@@ -203,29 +204,7 @@ CASES_BY_NAME = {case.name: case for case in CASES}
 # -- reading the host -----------------------------------------------------------------------
 def saves(lab):
     """The three dumps of the hypervisor namespace without their timestamp lines."""
-    out = {}
-    for tool in TOOL_ORDER:
-        text = lab.exec("hv", [TOOLS[tool][0]]).stdout
-        out[tool] = "".join(line for line in text.splitlines(True)
-                            if not line.startswith(("# Generated", "# Completed")))
-    return out
-
-
-def foreign_view(tool, text):
-    """A dump minus our chains, their rules and the jumps to them."""
-    kept, table = [], None
-    for line in text.splitlines():
-        words = line.split()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith((":", "-A ")):
-            chain = words[0][1:] if line.startswith(":") else words[1]
-            target = jump_target(" ".join(words[2:])) if line.startswith("-A ") else None
-            if (is_owned_chain(tool, table, chain) and not is_builtin_chain(tool, table, chain)) \
-                    or (target and is_owned_chain(tool, table, target)):
-                continue
-        kept.append(line)
-    return kept
+    return {tool: without_comments(lab.exec("hv", [TOOLS[tool][0]]).stdout) for tool in TOOL_ORDER}
 
 
 def owned_chains(dumps):

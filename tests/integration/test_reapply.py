@@ -225,18 +225,13 @@ ROLE_PLAY = """
 
 
 def test_role_installs_a_working_command_and_removes_it(host, tmp_path):
-    from ansible_run import host_vars, run_playbook
+    from ansible_run import changed_by_play
     lab, params, expected = host
     prefix = tmp_path / "prefix"
-    hostvars = dict(host_vars(lab.hv, str(tmp_path)), hfw_config_dir=params["config_dir"],
-                    hfw_lock_file=params["lock_file"])
-    inventory = {"hypervisors": {lab.hv: hostvars}}
 
     def play(state):
-        proc, recap = run_playbook(str(tmp_path), ROLE_PLAY, inventory,
-                                   extra_vars=dict(state=state, prefix=str(prefix), python=sys.executable))
-        assert proc.returncode == 0 and recap[lab.hv]["failed"] == 0, proc.stdout + proc.stderr
-        return recap[lab.hv]["changed"]
+        return changed_by_play(str(tmp_path), lab.hv, params, ROLE_PLAY,
+                               state=state, prefix=str(prefix), python=sys.executable)
 
     command = prefix / "sbin" / "hypervisor-firewall-reapply"
     engine = prefix / "lib" / "hypervisor-firewall" / "module_utils"

@@ -14,6 +14,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils import _nft, _
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
     ApplyError, DeviceNameError, ResolveError, StoreError)
 from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 HERE = os.path.dirname(__file__)
 FIXTURES = os.path.join(HERE, "fixtures", "nft")
@@ -64,12 +65,7 @@ GOLDEN = {
 @pytest.mark.parametrize("case", sorted(GOLDEN))
 def test_golden(case):
     text = table_text(GOLDEN[case]())
-    path = os.path.join(FIXTURES, case + ".nft")
-    if os.environ.get("REGEN"):
-        with open(path, "w") as handle:
-            handle.write(text)
-    with open(path) as handle:
-        assert text == handle.read()
+    assert text == golden(os.path.join(FIXTURES, case + ".nft"), text)
 
 
 def _rule_lines(text):

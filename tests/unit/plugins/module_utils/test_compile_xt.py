@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _compile_xt
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import DeviceNameError, ResolveError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, render_table
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 from compile_xt_cases import CASES, MAC, R, nic
 
@@ -27,12 +28,7 @@ def render_ruleset(ruleset):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case):
     text = render_ruleset(_compile_xt.compile_nics(CASES[case]))
-    path = os.path.join(FIXTURES, case + ".txt")
-    if os.environ.get("REGEN"):
-        with open(path, "w") as handle:
-            handle.write(text)
-    with open(path) as handle:
-        assert text == handle.read()
+    assert text == golden(os.path.join(FIXTURES, case + ".txt"), text)
 
 
 def rules_of(ruleset, tool, table, chain):

@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _netfw
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import render_table
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "netfw")
 
@@ -61,12 +62,7 @@ def compile_case(case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case):
     text = render_ruleset(compile_case(case))
-    path = os.path.join(FIXTURES, case + ".txt")
-    if os.environ.get("REGEN"):
-        with open(path, "w") as handle:
-            handle.write(text)
-    with open(path) as handle:
-        assert text == handle.read()
+    assert text == golden(os.path.join(FIXTURES, case + ".txt"), text)
 
 
 def test_every_golden_has_a_case():
