@@ -364,7 +364,8 @@ def _sorted(instances):
     """libvirt's order: root first, then rule priority (stable); then the chain-priority raise."""
     ordered = sorted(instances, key=lambda ri: (ri.chain != "root", ri.priority))
     return tuple(
-        ri if ri.chain == "root" or ri.chain_priority <= ri.priority else dataclasses.replace(ri, priority=ri.chain_priority)
+        ri if ri.chain == "root" or ri.chain_priority <= ri.priority
+        else dataclasses.replace(ri, priority=ri.chain_priority)
         for ri in ordered
     )
 

@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import yaml
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
@@ -18,6 +17,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import parse_save
 from ansible_collections.hypervisor.firewall.plugins.modules import guest_nic_filter as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 FILTER_FILES = os.path.join(ROOT, "roles", "default_filters", "files")
@@ -40,16 +40,8 @@ class NoHost:
         raise AssertionError("rendered must not use the runner (asked for %s)" % name)
 
 
-def module_defaults():
-    options = yaml.safe_load(module.DOCUMENTATION)["options"]
-    return {name: spec.get("default") for name, spec in options.items()}
-
-
 def params(tmp_path, **given):
-    out = dict(module_defaults(), config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"),
-               lock_timeout=5, state="present")
-    out.update(given)
-    return out
+    return module_params(module, tmp_path, **{"state": "present", **given})
 
 
 def define(tmp_path, runner, *xmls):

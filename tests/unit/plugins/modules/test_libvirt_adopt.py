@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import yaml
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
@@ -18,6 +17,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse imp
 from ansible_collections.hypervisor.firewall.plugins.modules import libvirt_adopt as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import libvirt_root as lr
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_params
 
 MAC0, MAC1 = "52:54:00:6a:00:10", "52:54:00:6a:00:11"
 BINDINGS = [("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),)),
@@ -38,12 +38,7 @@ class LibvirtHostFake(HostFake):
 
 
 def params(tmp_path, **given):
-    options = yaml.safe_load(module.DOCUMENTATION)["options"]
-    out = {name: spec.get("default") for name, spec in options.items()}
-    out.update(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"), lock_timeout=5,
-               libvirt_root=str(tmp_path / "host"))
-    out.update(given)
-    return out
+    return module_params(module, tmp_path, **{"libvirt_root": str(tmp_path / "host"), **given})
 
 
 def imported_state(root):

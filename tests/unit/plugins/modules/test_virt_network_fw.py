@@ -9,7 +9,6 @@ import os
 import stat
 
 import pytest
-import yaml
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
@@ -20,6 +19,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_live
 from ansible_collections.hypervisor.firewall.plugins.modules import virt_network_fw as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_defaults, module_params
 
 TABLES = ("filter", "nat", "mangle")
 FOREIGN_IP4 = ("*filter\n:ADMIN - [0:0]\n-A INPUT -i br0 -j DROP\n-A FORWARD -j ADMIN\n-A ADMIN -s 203.0.113.0/24 -j DROP\n"
@@ -31,17 +31,8 @@ def new_host(firewalld=False):
     return HostFake(new_sims(TABLES, foreign={"ip4": FOREIGN_IP4}), ("lo", "br0", "br1", "eth9"), firewalld=firewalld)
 
 
-def module_defaults():
-    """The module's option defaults, read from its documentation (what ansible-doc shows)."""
-    options = yaml.safe_load(module.DOCUMENTATION)["options"]
-    return {name: spec.get("default") for name, spec in options.items()}
-
-
 def params(tmp_path, **given):
-    out = dict(module_defaults(), config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"),
-               lock_timeout=5, state="present")
-    out.update(given)
-    return out
+    return module_params(module, tmp_path, **{"state": "present", **given})
 
 
 def live_network_rules(runner):
@@ -70,7 +61,7 @@ NAT = dict(bridge="br0", ipv4="192.168.100.1/24", ipv6="fd00:100::1/64", mode="n
 
 def test_module_defaults_are_libvirt_defaults():
     """A <network> without <dhcp>, with DNS on and no NAT options: the module and Network agree."""
-    defaults = module_defaults()
+    defaults = module_defaults(module)
     for field in dataclasses.fields(_netfw.Network):
         if field.default is not dataclasses.MISSING and field.name in defaults:
             want = list(field.default) if isinstance(field.default, tuple) else field.default
