@@ -53,6 +53,18 @@ options:
       - Switching removes the other backend's NIC rules in the same run.
     type: str
     choices: [xtables, nftables]
+  backend_fallback:
+    description:
+      - With O(backend=nftables), what to do when the nftables backend cannot filter this host: a
+        binding's filter uses a rule nftables cannot express (the error names it), or the kernel
+        lacks a feature the nftables tables need (the probe fails), or C(nft) is missing.
+      - V(false) fails the task with that message.
+      - V(true) filters the whole host (every NIC and network) with V(xtables) for this run instead
+        and warns why. The stored backend stays V(nftables): every later run tries nftables again
+        and warns again until the cause is fixed, so a fixed cause needs no further change.
+      - Kept in the store next to O(backend), so the re-apply command and the qemu hook fall back
+        the same way; when not given, the stored choice applies, else V(false).
+    type: bool
 """
 
     ATTRIBUTES = r"""

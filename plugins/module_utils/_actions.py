@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ._errors import FilterXMLError, StoreError
+from ._errors import EngineError, FilterXMLError, StoreError
 from . import _adopt
 from . import _filterxml
 from . import _names
@@ -31,6 +31,7 @@ def _reconcile(params, mutate, check_mode, runner):
     return _service.reconcile(
         params["config_dir"], mutate, runner or Runner(), check_mode,
         lock_file=params["lock_file"], lock_timeout=params["lock_timeout"], backend=params.get("backend"),
+        fallback=params.get("backend_fallback"),
     )
 
 
@@ -293,8 +294,18 @@ def render_bindings(params, bindings):
     """Restore payloads for a host that holds none of our chains; reads the store only."""
     state = _store.load_store(params["config_dir"])
     state = _ops.set_bindings(state.with_changes(bindings={}, networks={}), bindings)
-    nft_out = [] if _backend.choose(params["config_dir"], params.get("backend")) == "nftables" else None
-    desired, warnings = _service.build_desired(state, devices=None, nft_out=nft_out)
+    chosen = _backend.choose(params["config_dir"], params.get("backend"))
+    nft_out = [] if chosen == "nftables" else None
+    try:
+        desired, warnings = _service.build_desired(state, devices=None, nft_out=nft_out)
+    except EngineError as exc:
+        warning = _backend.fallback_warning(
+            exc, chosen, _backend.fallback_allowed(params["config_dir"], params.get("backend_fallback")))
+        if warning is None:
+            raise
+        nft_out = None
+        desired, warnings = _service.build_desired(state, devices=None)
+        warnings.append(warning)
     return dict(changed=False, rendered=_service.render_payloads(desired, nft_out), warnings=warnings)
 
 
@@ -401,6 +412,7 @@ def libvirt_adopt(params, check_mode, runner=None):
         params["config_dir"], mutate, runner or Runner(), check_mode,
         lock_file=params["lock_file"], lock_timeout=params["lock_timeout"],
         libvirt_binding_dir=_adopt.binding_dir(root), backend=params.get("backend"),
+        fallback=params.get("backend_fallback"),
     )
     result = _base_result(outcome)
     result["adopted"] = host.summary()

@@ -8,6 +8,13 @@ is kept in ``config_dir/backend`` so later writers (and the re-apply command) us
 the choice, both backends are converged in one run: the chosen one to the desired rules, the other
 one to no NIC rules, so switching a host removes the old backend's rules.  The new backend is
 applied first: for a moment both filter (stricter, never open).
+
+Fallback (``backend_fallback``): when nftables cannot express a binding's rules or the kernel
+lacks a feature our tables use, a host that allows it is filtered by xtables instead, whole host
+(NICs and networks), for that run only.  The permission is kept next to the backend (a second
+line ``fallback`` in ``config_dir/backend``) so the re-apply command and the qemu hook behave
+like the last module call; the fallback itself is never stored: the stored backend stays
+nftables, and every run tries it again and warns again until the cause is fixed.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 
 from ._errors import StoreError, ToolMissingError
 from . import _apply
+from . import _compile_nft_l3
 from . import _netfw_nft
 from . import _nft
 
@@ -24,20 +32,28 @@ DEFAULT = "xtables"
 BACKEND_FILE = "backend"
 
 
-def stored(config_dir):
-    """The host's default backend from the store, or None."""
+FALLBACK_WORD = "fallback"
+
+
+def _read(config_dir):
+    """(backend, fallback allowed) kept in the store, or (None, None)."""
     path = os.path.join(config_dir, BACKEND_FILE)
     try:
         with open(path, encoding="utf-8") as handle:
-            name = handle.read().strip()
+            words = handle.read().split()
     except FileNotFoundError:
-        return None
+        return None, None
     except OSError as exc:
         raise StoreError("cannot read %s: %s" % (path, exc), path=path)
-    if name not in BACKENDS:
-        raise StoreError("%s holds %r, not one of %s: fix or remove the file" % (path, name[:40], ", ".join(BACKENDS)),
-                         path=path)
-    return name
+    if not words or words[0] not in BACKENDS or words[1:] not in ([], [FALLBACK_WORD]):
+        raise StoreError("%s holds %r, not one of %s (optionally followed by a line '%s'): fix or remove the file"
+                         % (path, " ".join(words)[:40], ", ".join(BACKENDS), FALLBACK_WORD), path=path)
+    return words[0], len(words) > 1
+
+
+def stored(config_dir):
+    """The host's default backend from the store, or None."""
+    return _read(config_dir)[0]
 
 
 def choose(config_dir, requested=None):
@@ -46,17 +62,46 @@ def choose(config_dir, requested=None):
     return requested or stored(config_dir) or DEFAULT
 
 
-def record(config_dir, requested, check_mode):
-    """Keep ``requested`` as the host default; True when the stored default changed."""
-    if requested is None or stored(config_dir) == requested:
+def fallback_allowed(config_dir, requested=None):
+    """Whether nftables may give way to xtables: the call's ``backend_fallback``, else the stored one."""
+    return bool(requested) if requested is not None else bool(_read(config_dir)[1])
+
+
+def record(config_dir, requested, check_mode, fallback=None):
+    """Keep ``requested`` (and ``fallback``, when given) as the host defaults; True when they changed."""
+    old_backend, old_fallback = _read(config_dir)
+    new_backend = requested or old_backend or DEFAULT
+    new_fallback = bool(old_fallback) if fallback is None else bool(fallback)
+    if (requested is None or old_backend == requested) and new_fallback == bool(old_fallback):
         return False
     if not check_mode:
         os.makedirs(config_dir, mode=0o700, exist_ok=True)
         tmp = os.path.join(config_dir, "." + BACKEND_FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(requested + "\n")
+            handle.write(new_backend + "\n" + (FALLBACK_WORD + "\n" if new_fallback else ""))
         os.replace(tmp, os.path.join(config_dir, BACKEND_FILE))
     return True
+
+
+def check_kernel(runner, nft_tables):
+    """Raise (with context backend='nftables') when this host cannot load ``nft_tables``."""
+    if not nft_tables:
+        return
+    if not hasattr(runner, "nft"):
+        raise ToolMissingError("this runner cannot run nft", backend="nftables")
+    try:
+        _nft.probe(runner, layer34=bool(nft_tables.get(_compile_nft_l3.TABLE)))
+    except ToolMissingError as exc:
+        raise ToolMissingError(exc.msg, **dict(exc.context, backend="nftables"))
+
+
+def fallback_warning(exc, chosen, allowed):
+    """The warning to fall back to xtables with, or None when ``exc`` must stand."""
+    if chosen != "nftables" or not allowed or exc.context.get("backend") != "nftables":
+        return None
+    return ("backend nftables cannot filter this host (%s); backend_fallback is on, so xtables filters every "
+            "NIC and network of this host in this run. The stored backend stays nftables: this warning "
+            "repeats on every run until the cause is fixed or backend xtables is chosen" % exc.msg)
 
 
 def nft_available(runner):

@@ -20,12 +20,19 @@ FI's accept is ``return`` and FO's is ``accept``, as in xtables.  An accept in n
 its own base chain: another table's drop still drops (unlike libvirt-in-post's ACCEPT).
 Marks of packets from filtered ports are overwritten (values 0x4846xxxx / 0x4847xxxx).
 
-NICs whose chain has the same rules share it; a chain is emitted once per distinct rule list.
+Sharing: a positive host address in a rule (typically a NIC's ``$IP``) is matched through a set
+keyed by ``mark . address`` (``meta mark . ip saddr @set``), so NICs whose rules differ only in
+such addresses share one chain and add set elements; consecutive copies of one rule for several
+values (an IP list) become one lookup.  An address every NIC of the chain has in common is written
+literally.  NICs whose rules differ otherwise (a port, a network, a negated address) get a chain
+per variant, and ``notes`` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 from . import _compile_xt as X
@@ -67,16 +74,29 @@ def _neg(rule, attr, text):
     return "%s != %s" % (expr, value)
 
 
+@dataclass(frozen=True)
+class _Addr:
+    """A positive host address, matched through a set keyed by ``mark . address``."""
+
+    expr: str  # ip saddr, ip6 daddr, ...
+    kind: str  # the set's element type
+    value: str
+
+
 def _addrs(rule, d_in, fam, version):
     out = {}
     for side, other in (("src", "dst"), ("dst", "src")):
         attr = side + "ipaddr"
         if rule.has(attr):
             text = P.ipt_ip(rule.val(attr), rule.val(side + "ipmask"), version)
+            key = other if d_in else side
+            expr = "%s %saddr" % (fam, key[0])
             if text.endswith("/32" if version == 4 else "/128"):
                 text = text.rsplit("/", 1)[0]
-            key = other if d_in else side
-            out[key] = _neg(rule, attr, "%s %saddr %s" % (fam, key[0], text))
+                if not rule.neg(attr):
+                    out[key] = _Addr(expr, "ipv%d_addr" % version, str(ipaddress.ip_address(text)))
+                    continue
+            out[key] = _neg(rule, attr, "%s %s" % (expr, text))
     return [out[k] for k in ("src", "dst") if k in out]
 
 
@@ -125,12 +145,12 @@ def _rule_text(rule, tool, d_in, state, def_match, accept_target, may_skip_icmp)
                "continue": ""}[action]
     if action == "reject" and tokens == ["meta nfproto %s" % ("ipv6" if version == 6 else "ipv4")]:
         tokens = []  # the reject type implies the family; nft prints it without the dependency
-    return " ".join(t for t in tokens + [verdict] if t)
+    return tuple(t for t in tokens + [verdict] if t)
 
 
 def _nic_chains(rules):
-    """{kind: [rule text]} of one NIC (kinds without rules are left out)."""
-    out: Dict[str, List[str]] = {}
+    """{kind: [rule items: text and _Addr]} of one NIC (kinds without rules are left out)."""
+    out: Dict[str, List[tuple]] = {}
     for rule in rules:
         if rule.is_l2:
             continue
@@ -154,6 +174,87 @@ def _elements(items):
     return ["elements = { " + ",\n\t\t\t     ".join(items) + " }"] if items else []
 
 
+def _template(items):
+    return tuple((i.expr, i.kind) if isinstance(i, _Addr) else i for i in items)
+
+
+def _merge(lines):
+    """[(template, [address tuples])]: consecutive copies of one rule that differ only in their
+    addresses (one per value of an IP list) become one set lookup with several elements."""
+    out: List[Tuple[tuple, list]] = []
+    for items in lines:
+        template, values = _template(items), tuple(i.value for i in items if isinstance(i, _Addr))
+        if values and out and out[-1][0] == template:
+            out[-1][1].append(values)
+        else:
+            out.append((template, [values]))
+    return out
+
+
+def _literals(devs, values):
+    """Per address slot: the value every NIC has there (written literally), else None.
+
+    A single NIC keeps its addresses in sets, so the next one joins without a rewrite."""
+    seen = {tuple(values[dev]) for dev in devs}
+    if len(devs) < 2 or any(len(tuples) != 1 for tuples in seen):
+        return None
+    return tuple(here.pop() if len(here) == 1 else None for here in map(set, zip(*[t[0] for t in seen])))
+
+
+def _render(template, literal, set_name):
+    """(rule text, type line of its set or None): literal addresses written out, the others looked
+    up together as one ``meta mark . ...`` set."""
+    slots = [item for item in template if isinstance(item, tuple)]
+    literal = literal or (None,) * len(slots)
+    free = [slot for slot, value in zip(slots, literal) if value is None]
+    tokens = []
+    for item in template:
+        if not isinstance(item, tuple):
+            tokens.append(item)
+        elif literal[slots.index(item)] is not None:
+            tokens.append("%s %s" % (item[0], literal[slots.index(item)]))
+        elif item is free[0]:
+            tokens.append("meta mark . %s @%s" % (" . ".join(expr for expr, _kind in free), set_name))
+    return " ".join(tokens), ("type mark . " + " . ".join(kind for _expr, kind in free)) if free else None
+
+
+def _emit(kind, mark, devs, merged, number):
+    """(chain name, rule texts, {set name: (type line, elements)}) for NICs sharing one template."""
+    rules, sets = [], []
+    for index, (template, _values) in enumerate(merged[devs[0]]):
+        values = {dev: merged[dev][index][1] for dev in devs}
+        literal = _literals(devs, values)
+        text, type_line = _render(template, literal, "{NAME}-s%d" % index)
+        rules.append(text)
+        if type_line:
+            keep = [pos for pos, value in enumerate(literal or [None] * len(values[devs[0]][0])) if value is None]
+            elements = sorted({"0x%08x . %s" % (mark + number[dev], " . ".join(tup[pos] for pos in keep))
+                               for dev in devs for tup in values[dev]})
+            sets.append(("{NAME}-s%d" % index, type_line, elements))
+    name = "%s-%s" % (kind, _digest(rules + [repr(item[:2]) for item in sets]))
+    return (name, [r.replace("{NAME}", name) for r in rules],
+            {n.replace("{NAME}", name): (t, e) for n, t, e in sets})
+
+
+def _kind_chains(kind, mark, ports, per_nic, number):
+    """Chains of one kind, the dispatch elements and a note when NICs need several variants."""
+    merged = {dev: _merge(per_nic[dev][kind]) for dev in ports if per_nic[dev].get(kind)}
+    groups: Dict[tuple, List[str]] = {}
+    for dev in sorted(merged):
+        groups.setdefault(tuple(t for t, _v in merged[dev]), []).append(dev)
+    chains, dispatch = [], []
+    for devs in sorted(groups.values()):
+        name, rules, sets = _emit(kind, mark, devs, merged, number)
+        chains.append((name, rules, sets))
+        dispatch += ["0x%08x : jump %s" % (mark + number[dev], name) for dev in devs]
+    notes = []
+    if len(groups) > 1:
+        notes.append("%s chain: %d variants for %d NICs (NICs whose layer 3/4 rules differ in more than "
+                     "host addresses get their own chain): %s" % (
+                         kind, len(groups), len(merged), "; ".join(", ".join(d) for d in sorted(groups.values()))))
+    return chains, sorted(dispatch, key=lambda e: int(e.split()[0], 16)), notes
+
+
 def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[str, str], str], List[str], int]:
     """({(family, table): text}, notes, rule count) for the NICs' layer 3/4 rules."""
     nics = sorted(instantiations, key=lambda inst: inst.portdev)
@@ -162,24 +263,25 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
     if not ports:
         return {}, [], 0
     number = {dev: index + 1 for index, dev in enumerate(ports)}
-    maps, chains, bases, count = [], {}, [], 0
+    maps, chains, sets, bases, notes = [], {}, {}, [], []
     for kind, map_name, mark, base, hook, priority, extra in KINDS:
-        elements = []
-        for dev in ports:
-            lines = per_nic[dev].get(kind)
-            if lines:
-                name = "%s-%s" % (kind, _digest(lines))
-                chains[name] = lines
-                elements.append("0x%08x : jump %s" % (mark + number[dev], name))
+        kind_chains, elements, kind_notes = _kind_chains(kind, mark, ports, per_nic, number)
+        notes += kind_notes
+        for name, rules, chain_sets in kind_chains:
+            chains[name] = rules
+            sets.update(chain_sets)
         maps.append(_block("map", map_name, ["type mark : verdict"] + _elements(elements)))
         head = "type filter hook %s priority %s; policy accept;" % (hook, priority)
         bases.append(_block("chain", base, [head] + ([extra] if extra else []) + ["meta mark vmap @%s" % map_name]))
     count = sum(len(lines) for lines in chains.values()) + 4
+    declared = [_block("set", name, [type_line] + _elements(elements))
+                for name, (type_line, elements) in sorted(sets.items())]
     inet = [_block("chain", name, lines) for name, lines in sorted(chains.items())]
-    tables = {TABLE: "table inet hfw_nwfilter {\n%s\n}\n" % "\n\n".join(maps + inet + bases),
+    tables = {TABLE: "table inet hfw_nwfilter {\n%s\n}\n" % "\n\n".join(maps + declared + inet + bases),
               MARK_TABLE: _mark_table(ports, number)}
-    notes = ["nftables: %d NICs with layer 3/4 rules share %d chains in table inet hfw_nwfilter (ports are "
-             "told apart by the packet mark set in table bridge hfw_nwfilter_mark)" % (len(ports), len(chains))]
+    notes.insert(0, "nftables: %d NICs with layer 3/4 rules share %d chains in table inet hfw_nwfilter (ports "
+                    "are told apart by the packet mark set in table bridge hfw_nwfilter_mark; their host "
+                    "addresses live in sets keyed by mark)" % (len(ports), len(chains)))
     return tables, notes, count
 
 

@@ -33,6 +33,8 @@ def common_argument_spec(with_backend=True, **extra):
     )
     if with_backend:
         spec["backend"] = dict(type="str", choices=["xtables", "nftables"])
+        # no default: not given means the host's stored choice (see common.backend)
+        spec["backend_fallback"] = dict(type="bool")
     spec.update(extra)
     return spec
 

@@ -169,14 +169,35 @@ class HostDesired:
 
 
 def desired_for_host(config_dir, state, runner, libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None,
-                     skip_unresolvable=False, resolved=None):
-    """The whole desired state of a host; shared by reconcile and the re-apply watcher."""
+                     skip_unresolvable=False, resolved=None, fallback=None):
+    """The whole desired state of a host; shared by reconcile and the re-apply watcher.
+
+    With nftables chosen and fallback allowed (``fallback``, else the stored choice), the kernel is
+    probed first, and when nftables cannot take the host (a rule it cannot express, a missing
+    kernel feature) the host is compiled for xtables instead, with a warning (see _backend)."""
+    chosen = _backend.choose(config_dir, backend)
+    allowed = _backend.fallback_allowed(config_dir, fallback)
+    args = (config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved)
+    try:
+        host = _desired_on(chosen, *args)
+        if chosen == "nftables" and allowed:
+            _backend.check_kernel(runner, host.nft_tables)
+        return host
+    except EngineError as exc:
+        warning = _backend.fallback_warning(exc, chosen, allowed)
+        if warning is None:
+            raise
+    host = _desired_on("xtables", *args)
+    host.warnings.append(warning)
+    return host
+
+
+def _desired_on(chosen, config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved):
     links, runtime, warnings = host_view(config_dir, state, runner)
     placed, _placement_warnings = _guests.place_bindings(state.bindings, runtime, links)
     ours = {b.portdev for b in state.bindings.values() if b.portdev} | _guests.placed_taps(placed)
     # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
     foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - ours
-    chosen = _backend.choose(config_dir, backend)
     nft_out = [] if chosen == "nftables" else None
     desired, build_warnings = build_desired(state, skip_unresolvable=skip_unresolvable, resolved=resolved,
                                             links=links, runtime=runtime, nft_out=nft_out)
@@ -195,7 +216,7 @@ def _bridge_nf_warnings(desired, runner):
 
 
 def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAULT_LOCK_FILE, lock_timeout=30,
-              libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None):
+              libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None, fallback=None):
     """Apply ``mutate`` to the store and converge the kernel to the result, under the host lock.
 
     The store is written first and put back if the kernel apply fails, so store and kernel move
@@ -206,7 +227,7 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         after, warnings = mutate(before)
         resolved = {} if check_mode else check_bindings_resolve(after)
         host = desired_for_host(config_dir, after, runner, libvirt_binding_dir, backend,
-                                skip_unresolvable=check_mode, resolved=resolved)
+                                skip_unresolvable=check_mode, resolved=resolved, fallback=fallback)
         store_changed = before != after
         outcome = Outcome(False, store_changed, False, before=before, after=after,
                           warnings=list(warnings) + _bridge_nf_warnings(host.xtables, runner) + host.warnings)
@@ -229,7 +250,7 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.changed = store_changed or result.changed
         _add_nft(outcome, nft_result, host.nft_notes)
         outcome.warnings.extend(_backend.network_warnings(host.backend, list(after.networks.values()), runner))
-        if _backend.record(config_dir, backend, check_mode):
+        if _backend.record(config_dir, backend, check_mode, fallback):
             outcome.changed = True
         return outcome
 

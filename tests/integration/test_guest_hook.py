@@ -238,7 +238,6 @@ def test_drop_unbound_taps_drops_unbound_guests_only(host):
     assert g1_reaches_g0(lab, g1)
 
 
-
 ROLE_PLAY = """
 - hosts: all
   gather_facts: false

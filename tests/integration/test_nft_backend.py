@@ -18,6 +18,7 @@ import pytest
 from lab import Lab, format_table, run_battery
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml, _nft, _ops, _service
+from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ResolveError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
 
@@ -62,13 +63,19 @@ class Host:
             out.append(Binding(portdev=guest.tap, mac=guest.mac, filter=name, parameters=tuple(params)))
         return out
 
-    def bind(self, name, backend, ips=None, check_mode=False):
+    def bind(self, name, backend, ips=None, check_mode=False, fallback=None):
         def mutate(state):
             for flt in self.filters:
                 state = _ops.define_filter(state, flt)
             return _ops.set_bindings(state, self.bindings(name, ips), exclusive=True), []
         return _service.reconcile(self.config_dir, mutate, self.runner, check_mode, lock_file=self.lock,
-                                  backend=backend)
+                                  backend=backend, fallback=fallback)
+
+    def add_filter(self, xml):
+        flt = _filterxml.parse_filter_xml(xml)
+        flt = flt[0] if isinstance(flt, tuple) else flt
+        if flt.name not in {f.name for f in self.filters}:
+            self.filters.append(flt)
 
     def nft_tables(self):
         return self.lab.exec("hv", ["nft", "list", "tables"]).stdout
@@ -127,6 +134,30 @@ def test_rules_are_shared_and_drift_is_healed(host):
     assert check.changed and any(d.get("before_header", "").startswith("nft") for d in check.diff)
     assert host.bind("clean-traffic", "nftables").changed
     assert not host.bind("clean-traffic", "nftables").changed
+
+
+STP_GUARD = "<filter name='hfw-stp-guard'><filterref filter='no-mac-spoofing'/>" \
+            "<rule action='drop' direction='out'><stp/></rule></filter>"
+
+
+def test_fallback_filters_with_xtables_while_nftables_cannot_and_warns_every_run(host):
+    host.add_filter(STP_GUARD)
+    host.bind("clean-traffic", "nftables")
+    with pytest.raises(ResolveError):  # STP matching: nftables cannot express it
+        host.bind("hfw-stp-guard", "nftables")
+    assert "bridge hfw_nwfilter" in host.nft_tables()  # nothing changed
+    outcome = host.bind("hfw-stp-guard", "nftables", fallback=True)
+    assert [w for w in outcome.warnings if w.startswith("backend nftables cannot filter this host")]
+    assert host.xt_nic_chains() and "hfw_nwfilter" not in host.nft_tables()
+    with open(os.path.join(host.config_dir, "backend"), encoding="utf-8") as handle:
+        assert handle.read() == "nftables\nfallback\n"
+    again = host.bind("hfw-stp-guard", None)
+    assert not again.changed and any("cannot filter this host" in w for w in again.warnings)
+    # the cause gone, the stored nftables takes over again with no option given
+    fixed = host.bind("clean-traffic", None)
+    assert fixed.rules_changed and not any("cannot filter this host" in w for w in fixed.warnings)
+    assert host.xt_nic_chains() == [] and "bridge hfw_nwfilter" in host.nft_tables()
+    host.bind("clean-traffic", "nftables", fallback=False)
 
 
 def test_switching_back_to_xtables_removes_the_nft_table(host):
