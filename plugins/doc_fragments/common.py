@@ -45,9 +45,10 @@ options:
         copy per NIC, as libvirt does.
       - V(nftables) compiles them into one nftables table C(bridge hfw_nwfilter) whose chains are
         shared by all NICs with the same filters; per-NIC values (MAC, IP list) live in sets keyed
-        by interface, and packets reach their chain through a verdict map. Only layer 2 rules
-        (mac, arp, rarp, ip, ipv6, vlan) are supported there yet; other rules fail with a clear
-        message.
+        by interface, and packets reach their chain through a verdict map. Layer 3/4 rules go to
+        C(inet hfw_nwfilter), told apart by a per-port packet mark, their host addresses in sets
+        keyed by that mark. A few constructs (STP, masked MACs, TCP flags, connlimit, ipset, ...)
+        fail with a clear message; see O(backend_fallback).
       - The value is kept in the store (C(config_dir/backend)) as the host's default; when not
         given, the host's default applies, else V(xtables).
       - Switching removes the other backend's NIC rules in the same run.
@@ -55,12 +56,12 @@ options:
     choices: [xtables, nftables]
   backend_fallback:
     description:
-      - With O(backend=nftables), what to do when the nftables backend cannot filter this host: a
+      - With O(backend=nftables), what to do when the nftables backend cannot filter this host, because a
         binding's filter uses a rule nftables cannot express (the error names it), or the kernel
         lacks a feature the nftables tables need (the probe fails), or C(nft) is missing.
       - V(false) fails the task with that message.
       - V(true) filters the whole host (every NIC and network) with V(xtables) for this run instead
-        and warns why. The stored backend stays V(nftables): every later run tries nftables again
+        and warns why. The stored backend stays V(nftables), so every later run tries nftables again
         and warns again until the cause is fixed, so a fixed cause needs no further change.
       - Kept in the store next to O(backend), so the re-apply command and the qemu hook fall back
         the same way; when not given, the stored choice applies, else V(false).

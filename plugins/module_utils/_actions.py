@@ -313,6 +313,8 @@ def gather_bindings(params, runner):
     state = _store.load_store(params["config_dir"])
     live = _service.gather(runner, state)
     placed, warnings = _service.placements(params["config_dir"], state, runner)
+    taps = sorted({p.tap for p in placed if p.tap})
+    nft_live = _backend.gather_nft(runner, taps) if taps and _backend.nft_available(runner) else {}
     out = []
     for placement in placed:
         item = _binding_dict(placement.binding)
@@ -320,7 +322,11 @@ def gather_bindings(params, runner):
         item["guest"] = placement.binding.owner_name
         item["tap"] = placement.tap or placement.status
         item["present"] = placement.tap is not None and placement.tap in live["devices"]
-        item["chains"] = live["chains_by_device"].get(placement.tap, {}) if placement.tap else {}
+        item["chains"] = dict(live["chains_by_device"].get(placement.tap, {})) if placement.tap else {}
+        item["sets"] = {}
+        if placement.tap in nft_live:
+            item["chains"].update(nft_live[placement.tap][0])
+            item["sets"] = nft_live[placement.tap][1]
         out.append(item)
     return dict(changed=False, gathered=out, drop_unbound_taps=state.drop_unbound_taps, warnings=warnings)
 

@@ -139,3 +139,61 @@ def network_warnings(backend, networks, runner):
     available = runner.tc_csum_available() if hasattr(runner, "tc_csum_available") else False
     warning = _netfw_nft.dhcp_checksum_warning(networks, available)
     return [warning] if warning else []
+
+
+def gather_nft(runner, devices):
+    """{device: (chains, sets)} of the live nft NIC tables: the chains the device's packets can
+    reach (label ``nft FAMILY TABLE CHAIN`` -> [{rule}]) and the device's own elements of the sets
+    those rules look up (label -> [values, without the interface or mark key]).
+
+    No counters: our nft rules carry none (the plan compares rules as text, so live counter values
+    would make every table look changed on every read)."""
+    live = {key: _nft.parse_table(text) for key, text in _nft.read_live(runner, _nft.OWNED_TABLES).items()}
+    bridge, inet = live.get(("bridge", "hfw_nwfilter"), {}), live.get(_compile_nft_l3.TABLE, {})
+    mark_maps = live.get(_compile_nft_l3.MARK_TABLE, {})
+    out = {}
+    for dev in devices:
+        chains, sets = {}, {}
+        name = '"%s"' % dev
+        _follow(bridge, "nft bridge hfw_nwfilter", ("from_guest", "to_guest"), name,
+                lambda element, key=name: element[:-len(key) - 3] if element.endswith(" . " + key) else None,
+                chains, sets)
+        for map_name in ("in_port", "out_port"):
+            for mark in [value for key, value in _pairs(mark_maps, map_name) if key == name]:
+                prefix = "%d . " % int(mark, 0)  # parse_table writes set integers in decimal
+                _follow(inet, "nft inet hfw_nwfilter", ("from_guest", "to_guest", "to_host"), mark,
+                        lambda element, pre=prefix: element[len(pre):] if element.startswith(pre) else None,
+                        chains, sets)
+        out[dev] = (chains, sets)
+    return out
+
+
+def _elements(objects, kind, name):
+    for line in objects.get((kind, name), ()):
+        if line.startswith("elements = "):
+            return line[len("elements = "):].split(", ")
+    return []
+
+
+def _pairs(objects, map_name):
+    """(key, value) of a map's elements (``key : value``)."""
+    return [tuple(element.split(" : ", 1)) for element in _elements(objects, "map", map_name)]
+
+
+def _follow(objects, label, maps, key, own_value, chains, sets):
+    """Collect the chains reachable from ``maps``' entries for ``key`` and the key's set elements."""
+    todo = [value.split()[-1] for map_name in maps for k, value in _pairs(objects, map_name) if k == key]
+    while todo:
+        chain = todo.pop(0)
+        if label + " " + chain in chains or ("chain", chain) not in objects:
+            continue
+        rules = objects[("chain", chain)]
+        chains[label + " " + chain] = [dict(rule=rule) for rule in rules]
+        for rule in rules:
+            todo += [word for before, word in zip(rule.split(), rule.split()[1:]) if before in ("jump", "goto")]
+            for ref in [word[1:] for word in rule.split() if word.startswith("@")]:
+                if ("map", ref) in objects:
+                    todo += [value.split()[-1] for k, value in _pairs(objects, ref) if k == key]
+                elif ("set", ref) in objects:
+                    values = [own_value(e) for e in _elements(objects, "set", ref)]
+                    sets[label + " " + ref] = [v for v in values if v is not None]

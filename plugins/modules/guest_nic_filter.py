@@ -170,7 +170,10 @@ gathered:
       warning saying why), C(present) (the tap exists) and C(chains).
     - C(chains) maps each live chain of the NIC (C(TOOL TABLE CHAIN)) to its rules in order, each with
       the kernel's counters since the rule was last written (C(*-save -c); reading never zeroes them).
-      Only the per-NIC chains of the C(xtables) backend are listed.
+    - With the C(nftables) backend, C(chains) also holds the nft chains the NIC's packets reach
+      (C(nft FAMILY TABLE CHAIN)); these are shared by every NIC with the same rules, so their rules
+      come without counters (counters are C(xtables)-only, the nft rules carry none). C(sets) holds the
+      NIC's own values in the sets those rules look up (its MACs and addresses), by C(nft FAMILY TABLE SET).
   returned: when state is gathered
   type: list
   elements: dict
@@ -179,7 +182,10 @@ gathered:
     tap: {description: "Tap the rules are on, or V(not running), V(no device), V(unplaced).", type: str}
     present: {description: The tap exists on the host., type: bool}
     chains:
-      description: Chain label to a list of C({rule, packets, bytes}).
+      description: Chain label to a list of C({rule, packets, bytes}) (C(xtables)) or C({rule}) (C(nftables)).
+      type: dict
+    sets:
+      description: nftables set label to the NIC's own elements (empty with C(xtables)).
       type: dict
   sample:
     - portdev: vnet0

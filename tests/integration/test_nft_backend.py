@@ -16,8 +16,10 @@ import subprocess
 import pytest
 
 from lab import Lab, format_table, run_battery
+from lab.netns import write_sysctl
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml, _nft, _ops, _service
+from ansible_collections.hypervisor.firewall.plugins.module_utils import (
+    _actions, _compile_nft, _filterxml, _nft, _ops, _resolve, _service)
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ResolveError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
@@ -90,6 +92,9 @@ class Host:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     with Lab(PREFIX, guests=2) as lab:
+        # reject probes back to back: the host's ICMP rate limit would turn 'refused' into 'lost'
+        write_sysctl(lab.hv, "net.ipv4.icmp_ratelimit", 0)
+        write_sysctl(lab.hv, "net.ipv6.icmp.ratelimit", 0)
         host = Host(lab, str(tmp_path_factory.mktemp("nft")))
         host.baseline = run_battery(lab, timeout=0.4)
         yield host
@@ -253,6 +258,11 @@ L3_FILTERS = {
     "hfw-no-smtp": "<filter name='hfw-no-smtp'><filterref filter='clean-traffic'/>"
                    "<rule action='drop' direction='out' priority='400'><tcp dstportstart='25'/></rule></filter>",
     # only SSH comes in; the guest may start anything; the rest is rejected
+    # the same with the guest's own address ($IP): still one shared chain per kind (address sets)
+    "hfw-ip-ssh-in": "<filter name='hfw-ip-ssh-in'>"
+                     "<rule action='accept' direction='in'><tcp dstipaddr='$IP' dstportstart='22'/></rule>"
+                     "<rule action='accept' direction='out'><all srcipaddr='$IP'/></rule>"
+                     "<rule action='reject' direction='inout'><all/></rule></filter>",
     "hfw-ssh-in": "<filter name='hfw-ssh-in'>"
                   "<rule action='accept' direction='in'><tcp dstportstart='22'/></rule>"
                   "<rule action='accept' direction='out'><all/></rule>"
@@ -291,4 +301,38 @@ def test_layer34_rules_give_the_same_outcomes(host, name):
     else:
         assert nft[("g1", "g0", "tcp", 22)] == "delivered" and nft[("g1", "g0", "tcp", 80)] == "refused"
         assert nft[("g0", "hv", "udp", 53)] == "delivered"  # the guest may start anything
+    inet = host.lab.exec("hv", ["nft", "list", "table", "inet", "hfw_nwfilter"]).stdout
+    assert inet.count("\tchain FI-") == 1 and inet.count("\tchain FO-") == 1  # shared by both guests
     assert not host.bind(name, "nftables").changed
+
+
+def test_layer34_address_sets_with_literals_load_and_read_back(scratch):
+    flt = _filterxml.parse_filter_xml(
+        "<filter name='a'><rule action='accept' direction='in'><udp srcipaddr='10.0.0.1' dstipaddr='$IP'/></rule>"
+        "<rule action='accept' direction='out'><tcp-ipv6 srcipaddr='$IPV6' dstportstart='80'/></rule></filter>")
+    flt = flt[0] if isinstance(flt, tuple) else flt
+    insts = [_resolve.instantiate(Binding(portdev="vnet%d" % i, mac="52:54:00:00:00:0%d" % i, filter="a",
+                                          parameters=(("IP", "192.168.1.%d" % i), ("IPV6", "fd00::%d" % i))),
+                                  {"a": flt}) for i in range(1, 4)]
+    tables = _compile_nft.compile_nics(insts).tables
+    assert "ip saddr 10.0.0.1 meta mark . ip daddr @" in tables[("inet", "hfw_nwfilter")]
+    assert _nft.converge(tables, scratch).changed  # raises when read back differs
+    assert not _nft.converge(tables, scratch).changed
+    _nft.converge({}, scratch)
+
+
+def test_gathered_lists_each_nics_shared_chains_and_its_own_set_elements(host):
+    host.add_filter(L3_FILTERS["hfw-ip-ssh-in"])
+    host.bind("hfw-ip-ssh-in", "nftables")
+    params = dict(config_dir=host.config_dir, lock_file=host.lock, lock_timeout=5, state="gathered")
+    gathered = _actions.guest_nic_filter(params, check_mode=False, runner=host.runner)["gathered"]
+    g0, g1 = host.lab.guests
+    by_tap = {item["tap"]: item for item in gathered}
+    labels = sorted(by_tap[g0.tap]["chains"])
+    # one FI, FO and HI chain, shared: both NICs list the same chains ...
+    assert [label.split()[3][:3] for label in labels if label.startswith("nft inet")] == ["FI-", "FO-", "HI-"]
+    assert labels == sorted(by_tap[g1.tap]["chains"])
+    assert all("packets" not in rule for rules in by_tap[g0.tap]["chains"].values() for rule in rules)
+    # ... and each its own addresses: the set elements keyed by its mark
+    assert sorted({v for values in by_tap[g0.tap]["sets"].values() for v in values}) == [g0.ipv4]
+    assert sorted({v for values in by_tap[g1.tap]["sets"].values() for v in values}) == [g1.ipv4]

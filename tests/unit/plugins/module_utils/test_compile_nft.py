@@ -329,3 +329,42 @@ def test_layer34_chains_are_shared_and_ports_dispatch_by_mark():
 
 def test_l2_only_filters_need_no_mark_table():
     assert set(_compile_nft.compile_nics([nic(0)]).tables) == {TABLE}
+
+
+# layer 3/4 rules with per-NIC addresses ($IP), as clean-traffic-like filters have them
+IP_L3 = ("<filter name='ip-l3'><rule action='accept' direction='out'><tcp srcipaddr='$IP' dstportstart='80'/></rule>"
+         "<rule action='accept' direction='in'><udp srcipaddr='10.0.0.1' dstipaddr='$IP'/></rule>"
+         "<rule action='drop' direction='inout'><all/></rule></filter>")
+
+
+def _ip_l3(count, ips=None):
+    filters = dict(FILTERS, **{"ip-l3": _extra_filter(IP_L3)})
+    return _compile_nft.compile_nics([nic(i, "ip-l3", filters=filters, ips=(ips or {}).get(i)) for i in range(count)])
+
+
+def test_layer34_rules_differing_only_in_host_addresses_share_chains_as_nics_grow():
+    sizes = {count: _ip_l3(count) for count in (1, 2, 40)}
+    assert sizes[2].rule_count == sizes[40].rule_count == sizes[1].rule_count
+    inet = sizes[40].tables[("inet", "hfw_nwfilter")]
+    assert inet.count("\tchain FI-") == inet.count("\tchain FO-") == inet.count("\tchain HI-") == 1
+    # each NIC's address is a set element keyed by its mark; the constant 10.0.0.1 is written once
+    number = sorted("vnet%d" % i for i in range(40)).index("vnet7") + 1
+    assert "0x%08x . 192.168.100.17" % (0x48460000 + number) in inet
+    assert "0x%08x . 192.168.100.17" % (0x48470000 + number) in inet
+    assert "meta mark . ip saddr @FI-" in inet and "ip saddr 10.0.0.1 meta mark . ip daddr @FO-" in inet
+    assert not any("variants" in note for note in sizes[40].notes)
+
+
+def test_layer34_ip_list_becomes_one_lookup_and_other_differences_get_a_chain_and_a_note():
+    listed = _ip_l3(2, ips={0: ["192.168.100.10", "192.168.100.99"]})
+    inet = listed.tables[("inet", "hfw_nwfilter")]
+    assert inet.count("\tchain FI-") == 1 and listed.rule_count == _ip_l3(2).rule_count
+    assert "0x48460001 . 192.168.100.99" in inet and "0x48460002 . 192.168.100.11" in inet
+    # a masked address is a network, written literally: that NIC's FI chain differs
+    masked_xml = IP_L3.replace("'$IP' dstportstart", "'$IP' srcipmask='24' dstportstart")
+    net = _extra_filter(masked_xml.replace("ip-l3", "ip-l3-net"))
+    filters = dict(FILTERS, **{"ip-l3": _extra_filter(IP_L3), "ip-l3-net": net})
+    masked = _compile_nft.compile_nics([nic(0, "ip-l3", filters=filters), nic(1, "ip-l3-net", filters=filters)])
+    inet = masked.tables[("inet", "hfw_nwfilter")]
+    assert inet.count("\tchain FI-") == 2 and "ip saddr 192.168.100.0/24 tcp dport 80" in inet
+    assert any(note.startswith("FI chain: 2 variants for 2 NICs") for note in masked.notes)

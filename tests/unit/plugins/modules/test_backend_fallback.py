@@ -131,3 +131,15 @@ def test_record_keeps_the_permission_next_to_the_backend(tmp_path):
     (tmp_path / "store" / "backend").write_text("nftables\nfallback always\n")
     with pytest.raises(StoreError):
         _backend.choose(config)
+
+
+def test_gathered_on_nftables_lists_the_shared_chains_and_the_nics_own_elements(tmp_path):
+    host = NftHost()
+    define(tmp_path, host, MAC_GUARD)
+    _actions.guest_nic_filter(params(tmp_path, bindings=[dict(portdev="vnet0", mac=MAC0, filter="mac-guard",
+                                                              parameters=None, binding_xml=None)],
+                                     backend="nftables"), check_mode=False, runner=host)
+    item = bind(tmp_path, host, "mac-guard", state="gathered")["gathered"][0]
+    (label, rules), = [(k, v) for k, v in item["chains"].items() if k.startswith("nft bridge hfw_nwfilter out-root-")]
+    assert rules[0]["rule"].startswith("ether saddr . iifname != @") and "packets" not in rules[0]
+    assert list(item["sets"].values()) == [[MAC0]] and label.split()[3] in list(item["sets"])[0]
