@@ -103,7 +103,10 @@ def main():
         playbook(workdir, inv, "site.yml applied")
         before = battery(lab, "After: spoofing dropped, legitimate traffic passes")
         recap = playbook(workdir, inv, "site.yml again (must change nothing)")
-        print("changed on second run:", {h: r["changed"] for h, r in recap.items()})
+        changed = {h: r["changed"] for h, r in recap.items()}
+        print("changed on second run:", changed)
+        if any(changed.values()):
+            raise SystemExit("site.yml is not idempotent: the second run changed %s" % changed)
         banner("Simulated firewall restart: every table flushed")
         for argv in FLUSH:
             lab.exec(lab.hv, argv)

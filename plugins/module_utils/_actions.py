@@ -14,6 +14,7 @@ import dataclasses
 from ._errors import EngineError, FilterXMLError, StoreError
 from . import _adopt
 from . import _filterxml
+from . import _guests
 from . import _names
 from . import _netfw
 from . import _netfw_nft
@@ -27,11 +28,11 @@ from ._model import Binding
 from ._runner import HostRunner as Runner
 
 
-def _reconcile(params, mutate, check_mode, runner):
+def _reconcile(params, mutate, check_mode, runner, **options):
     return _service.reconcile(
         params["config_dir"], mutate, runner or Runner(), check_mode,
         lock_file=params["lock_file"], lock_timeout=params["lock_timeout"], backend=params.get("backend"),
-        fallback=params.get("backend_fallback"),
+        fallback=params.get("backend_fallback"), **options,
     )
 
 
@@ -90,6 +91,8 @@ def load_filter_batch(params):
                                  filter=new.name)
         loaded.append(new)
         warnings.extend(more)
+    if not loaded:
+        raise FilterXMLError("state present needs a filter: give xml, definition or a non-empty filters list")
     return loaded, warnings
 
 
@@ -201,14 +204,8 @@ def binding_from_params(item):
     return binding
 
 
-def _canonical_mac(mac, portdev):
-    try:
-        return _schema.canonical_value("mac", "srcmacaddr", mac)
-    except FilterXMLError:
-        raise FilterXMLError(
-            "binding of %s: mac %r is not a MAC address (write it as 52:54:00:12:34:56)" % (portdev, mac),
-            portdev=portdev,
-        )
+def _canonical_mac(mac, label):
+    return _guests.canonical_mac(mac, "binding of %s: mac" % label, portdev=label)
 
 
 BINDING_KEYS = ("portdev", "domain", "alias", "mac", "filter", "parameters", "binding_xml")
@@ -414,12 +411,7 @@ def libvirt_adopt(params, check_mode, runner=None):
         return _adopt.adopt(state, host, overwrite=params["overwrite"]), list(host.warnings)
 
     # the adopted NICs are in the store from now on, so reconcile does not count them as libvirtd's
-    outcome = _service.reconcile(
-        params["config_dir"], mutate, runner or Runner(), check_mode,
-        lock_file=params["lock_file"], lock_timeout=params["lock_timeout"],
-        libvirt_binding_dir=_adopt.binding_dir(root), backend=params.get("backend"),
-        fallback=params.get("backend_fallback"),
-    )
+    outcome = _reconcile(params, mutate, check_mode, runner, libvirt_binding_dir=_adopt.binding_dir(root))
     result = _base_result(outcome)
     result["adopted"] = host.summary()
     return result

@@ -26,6 +26,7 @@ from . import _apply
 from . import _compile_nft_l3
 from . import _netfw_nft
 from . import _nft
+from . import _store
 
 BACKENDS = ("xtables", "nftables")
 DEFAULT = "xtables"
@@ -75,11 +76,13 @@ def record(config_dir, requested, check_mode, fallback=None):
     if (requested is None or old_backend == requested) and new_fallback == bool(old_fallback):
         return False
     if not check_mode:
-        os.makedirs(config_dir, mode=0o700, exist_ok=True)
-        tmp = os.path.join(config_dir, "." + BACKEND_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(new_backend + "\n" + (FALLBACK_WORD + "\n" if new_fallback else ""))
-        os.replace(tmp, os.path.join(config_dir, BACKEND_FILE))
+        try:
+            os.makedirs(config_dir, mode=0o755, exist_ok=True)  # the store's own mode (see _store)
+        except OSError as exc:
+            raise StoreError("cannot create %s: %s; fix config_dir" % (config_dir, exc.strerror or exc),
+                             path=config_dir) from None
+        text = new_backend + "\n" + (FALLBACK_WORD + "\n" if new_fallback else "")
+        _store.atomic_replace(os.path.join(config_dir, BACKEND_FILE), text.encode())
     return True
 
 

@@ -66,12 +66,13 @@ def tap_mac(mac: str) -> str:
     return "fe" + mac[2:]
 
 
-def canonical_mac(mac, what):
+def canonical_mac(mac, what, **context):
+    """``mac`` in canonical form; ``what`` names it in the error ("binding of vnet0: mac")."""
     try:
         return _schema.canonical_value("mac", "srcmacaddr", mac)
     except FilterXMLError:
-        raise FilterXMLError("%s: %r is not a MAC address (write it as 52:54:00:12:34:56)" % (what, mac),
-                             mac=mac) from None
+        raise FilterXMLError("%s %r is not a MAC address (write it as 52:54:00:12:34:56)" % (what, mac),
+                             **dict(context, mac=mac)) from None
 
 
 def _nic_matches(binding, nic):
@@ -174,7 +175,7 @@ def domain_nics(root) -> Tuple[GuestNic, ...]:
         if tap is not None:
             # a name we would hand to iptables: never a wildcard, never shell text
             _names.check_device(tap, "tap of domain %s" % (root.findtext("name") or "?"))
-        nics.append(GuestNic(canonical_mac(mac_node.get("address"), "domain interface <mac>"), tap,
+        nics.append(GuestNic(canonical_mac(mac_node.get("address"), "domain interface <mac>:"), tap,
                              None if alias is None else alias.get("name")))
     return tuple(nics)
 
@@ -186,11 +187,6 @@ def parse_domain_xml(text) -> Tuple[Optional[str], Tuple[GuestNic, ...]]:
 
 
 # ---------------------------------------------------------------- drop_unbound_taps
-
-def unbound_drop_rule() -> str:
-    """Our one wildcard rule; the parser knows it as ours by this exact text (see _names)."""
-    return _names.UNBOUND_TAP_DROP
-
 
 def add_unbound_drop(ruleset, taps):
     """Ruleset plus the fail-closed rule: frames from any vnet* tap without a binding are dropped.
@@ -208,7 +204,7 @@ def add_unbound_drop(ruleset, taps):
         root = _names.eb_root("I", tap)
         chains[root] = Chain(root, (), "ACCEPT")
         pre.append("-i %s -j %s" % (tap, root))
-    pre.append(unbound_drop_rule())
+    pre.append(_names.UNBOUND_TAP_DROP)  # the parser knows it as ours by this exact text (see _names)
     result = dict(ruleset)
     result[("eb", "nat")] = TableState("eb", "nat", chains, tuple(("PREROUTING", r) for r in pre) + tuple(post))
     return result

@@ -34,6 +34,7 @@ looked at beyond what every reconcile does.  The host lock is taken with a short
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -79,7 +80,8 @@ def parse_conf(text):
         settings[key] = value
     for key in ("lock_timeout", "tool_timeout"):
         try:
-            if float(settings[key]) < 0:
+            # 'nan' and 'inf' parse as floats, but a lock wait or tool run must end
+            if not math.isfinite(float(settings[key])) or float(settings[key]) < 0:
                 raise ValueError
         except ValueError:
             raise HookError("hook config: %s = %r is not a number of seconds" % (key, settings[key])) from None

@@ -44,7 +44,8 @@ PROBE = """table bridge %s {
 
 def _element(text):
     parts = [p.strip() for p in text.split(" . ")]
-    return " . ".join(str(int(p, 0)) if _INT.match(p) else p for p in parts)
+    # not int(p, 0): it refuses a decimal with a leading zero ("010")
+    return " . ".join(str(int(p, 16) if p[:2].lower() == "0x" else int(p)) if _INT.match(p) else p for p in parts)
 
 
 def parse_table(text) -> Dict[Tuple[str, str], Tuple[str, ...]]:

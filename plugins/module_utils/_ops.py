@@ -88,20 +88,18 @@ def set_bindings(state, bindings, present=True, exclusive=False, check_mode=Fals
     return state.with_changes(bindings=current)
 
 
-def set_network(state, network, present=True):
+def set_network(state, network):
+    """Define or redefine a network; from then on this store owns the LIBVIRT_* chains."""
     networks = dict(state.networks)
     check_object_name("networks", network.name)
     for other in networks.values():
-        if other.name != network.name and other.bridge == network.bridge and present:
+        if other.name != network.name and other.bridge == network.bridge:
             raise StoreError(
                 "bridge %s already belongs to network '%s': one network per bridge; use another bridge or remove that network"
                 % (network.bridge, other.name),
                 network=network.name,
             )
-    if present:
-        networks[network.name] = network
-    else:
-        networks.pop(network.name, None)
+    networks[network.name] = network
     return state.with_changes(networks=networks, manage_networks=True)
 
 

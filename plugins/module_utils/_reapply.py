@@ -18,6 +18,7 @@ This module must not import Ansible: it runs on hosts from /usr/local/lib/... wi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import signal
@@ -66,10 +67,11 @@ def parse_args(argv):
     args = build_parser().parse_args(argv)
     if args.watch is not None and args.check:
         raise UsageError("--check and --watch cannot be combined")
-    if args.watch is not None and args.watch <= 0:
+    # float() takes 'nan' and 'inf': a sleep or lock wait on them fails or never ends
+    if args.watch is not None and not (0 < args.watch < math.inf):
         raise UsageError("--watch needs a positive number of seconds")
-    if args.lock_timeout < 0:
-        raise UsageError("--lock-timeout cannot be negative")
+    if not 0 <= args.lock_timeout < math.inf:
+        raise UsageError("--lock-timeout needs a number of seconds, 0 or more")
     return args
 
 

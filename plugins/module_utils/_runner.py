@@ -50,6 +50,11 @@ class Runner:
             )
         except subprocess.TimeoutExpired:
             raise ApplyError("%s did not finish within %ss" % (" ".join(argv), self.timeout), argv=list(argv))
+        except OSError as exc:
+            # commands found by name at run time (ip, cat, the prefix itself), not by _binary()
+            raise ToolMissingError("cannot run %s: %s; install it or fix PATH"
+                                   % (" ".join(self.prefix + list(argv)), exc.strerror or exc),
+                                   argv=self.prefix + list(argv)) from None
         return proc.returncode, proc.stdout, proc.stderr
 
     def _binary(self, name, tool):
@@ -116,9 +121,13 @@ class Runner:
 def host_lock(path, timeout=60.0):
     """Exclusive flock on path, held across read, plan and apply (nft variants take no lock)."""
     parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if parent:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise LockError("cannot open the lock file %s: %s; point lock_file at a writable path"
+                        % (path, exc.strerror or exc), path=path) from None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -168,15 +177,7 @@ class HostRunner(Runner):
 
     def list_devices(self):
         """Network devices of the host (through the prefix, so a namespace sees its own)."""
-        rc, out, err = self.run(["ip", "-o", "link", "show"])
-        if rc != 0:
-            raise ApplyError("ip link show failed (rc %d): %s" % (rc, err.strip()), rc=rc, stderr=err)
-        devices = set()
-        for line in out.splitlines():
-            parts = line.split(":", 2)
-            if len(parts) >= 2:
-                devices.add(parts[1].strip().split("@", 1)[0])
-        return devices
+        return set(self.list_links())
 
     def list_links(self):
         """{device: MAC or None} of the host's devices (``ip -o link``; None for devices without one)."""

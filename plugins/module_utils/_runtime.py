@@ -19,7 +19,7 @@ import os
 from ._errors import StoreError
 from ._guests import GuestNic, GuestRecord
 from ._model import domain_key
-from ._store import _atomic_replace
+from ._store import atomic_replace
 
 RUNTIME_DIR = "runtime"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -85,5 +85,5 @@ def save_record(config_dir, record: GuestRecord, current_boot=None):
         os.makedirs(folder, mode=0o755, exist_ok=True)
     except OSError as exc:
         raise StoreError("cannot create %s: %s; fix config_dir" % (folder, exc.strerror or exc), path=folder)
-    _atomic_replace(record_path(config_dir, record.domain),
-                    (json.dumps(data, sort_keys=True, indent=1) + "\n").encode())
+    atomic_replace(record_path(config_dir, record.domain),
+                   (json.dumps(data, sort_keys=True, indent=1) + "\n").encode())

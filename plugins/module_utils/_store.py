@@ -10,6 +10,7 @@ Layout (format 1)::
     config_dir/bindings/KEY.xml  libvirt <filterbinding> XML; KEY is the tap, or DOMAIN--MAC (Binding.key)
     config_dir/networks/NAME.xml libvirt <network> XML
     config_dir/drop-unbound-taps present: drop frames from vnet* taps without a binding
+    config_dir/backend           the host's backend and fallback permission (see _backend)
     (config_dir/runtime/ is the qemu hook's map of running guests, see _runtime; not the store)
 
 The store is read whole into a StoreState (plain data).  Writes go through a StoreWriter that
@@ -136,8 +137,12 @@ def _load_kind(config_dir, kind):
                 "belong there; remove it" % path,
                 path=path,
             )
-        with open(path, "rb") as handle:
-            data = handle.read()
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise StoreError("cannot read %s (%s): fix its permissions or remove it" % (path, exc.strerror or exc),
+                             path=path) from None
         try:
             obj = _deserialize(kind, data)
         except EngineError as exc:
@@ -180,7 +185,7 @@ class StoreWriter:
                 previous = handle.read()
         if previous == data:
             return
-        _atomic_replace(path, data)
+        atomic_replace(path, data)
         # recorded only once written: undoing a write that failed would fail itself
         self._undo.append((path, previous))
 
@@ -206,16 +211,19 @@ class StoreWriter:
     def rollback(self):
         while self._undo:
             path, previous = self._undo.pop()
-            _atomic_replace(path, previous)
+            atomic_replace(path, previous)
         while self._created:
             folder = self._created.pop()
             if os.path.isdir(folder):
                 os.rmdir(folder)
 
 
-def _atomic_replace(path, data: Optional[bytes]):
+def atomic_replace(path, data: Optional[bytes]):
     if data is None:
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise StoreError("cannot remove %s: %s" % (path, exc.strerror or exc), path=path) from None
         return
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)

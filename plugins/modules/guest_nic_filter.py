@@ -160,7 +160,10 @@ changed_chains:
   type: list
   elements: str
 rendered:
-  description: Restore payloads by tool (C(ebtables), C(iptables), C(ip6tables)).
+  description:
+    - Restore payloads by tool (C(ebtables), C(iptables), C(ip6tables); a tool without rules is left out).
+    - With the V(nftables) backend also C(nft) (the C(nft -f) text) and C(nft_notes) (a list of notes on
+      how the NICs share chains).
   returned: when state is rendered
   type: dict
 gathered:

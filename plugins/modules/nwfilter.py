@@ -71,7 +71,7 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Block outgoing SMTP from guests that use clean-traffic
+- name: A filter that drops outgoing SMTP (reference it from the filter a guest NIC is bound to)
   hypervisor.firewall.nwfilter:
     xml: |
       <filter name='no-spamming' chain='root'>
@@ -102,16 +102,18 @@ EXAMPLES = r"""
 
 RETURN = r"""
 filter:
-  description: The filter as stored, in YAML form (absent after removal).
+  description:
+    - The filter as stored, in YAML form. With O(filters) and neither O(xml) nor O(definition), the
+      last filter of O(filters).
   returned: success and state is present
   type: dict
 uuid:
-  description: The filter's uuid.
+  description: The uuid of the filter RV(filter) shows.
   returned: success and state is present
   type: str
   sample: 6ff2f6a4-9b0e-4f55-9a0f-5c1e8a7d9d41
 xml:
-  description: The canonical XML stored for the filter.
+  description: The canonical XML stored for the filter RV(filter) shows.
   returned: success and state is present
   type: str
 uuids:

@@ -79,7 +79,9 @@ definition:
   returned: when O(name) is given
   type: dict
 tree:
-  description: Reference tree of O(name); unknown references are marked C(missing).
+  description:
+    - Reference tree of O(name), each node C({name, references}); an unknown reference is marked
+      C(missing), a reference back into its own path C(cycle).
   returned: when O(name) is given
   type: dict
 used_by:

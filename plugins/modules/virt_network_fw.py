@@ -130,8 +130,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 network:
-  description: The network as stored (its options, C(name) filled in).
-  returned: when state is present
+  description: The network as stored (its options, C(name) filled in); V(null) after removal.
+  returned: when state is present or absent
   type: dict
   sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": "192.168.122.1/24", "ipv6": null,
            "forward_dev": null, "dhcp": true, "dns": true, "tftp": false, "nat_ports": [1024, 65535],
@@ -141,8 +141,17 @@ changed_chains:
   returned: when state is present or absent
   type: list
   elements: str
+rebuilt_devices:
+  description:
+    - Guest NICs whose chains the run rewrote (or would rewrite in check mode). Usually empty; a run
+      converges the whole host, so NIC chains that drifted are rebuilt too.
+  returned: when state is present or absent
+  type: list
+  elements: str
 rendered:
-  description: Restore payloads by tool.
+  description:
+    - Restore payloads by tool (C(iptables), C(ip6tables)); with the V(nftables) backend, the
+      C(nft -f) text under C(nft) instead.
   returned: when state is rendered
   type: dict
 gathered:

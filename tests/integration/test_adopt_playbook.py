@@ -60,6 +60,7 @@ def test_adopt_playbook_check_then_take_over_then_nothing_to_do(tmp_path):
         libvirt_root.make_root(root, [(g0.tap, g0.mac, "clean-traffic", ()),
                                       (g1.tap, g1.mac, "clean-traffic", (("IP", g1.ipv4),))])
         hv = host_vars(lab.hv, workdir)
+        hv.update(adopt_config_dir=hv["hfw_config_dir"], adopt_lock_file=hv["hfw_lock_file"])
         inventory = {"hypervisors": {"hv": hv}}
         extra = {"adopt_libvirt_root": root, "adopt_binding_parameters": {g0.tap: {"IP": g0.ipv4}}}
         lab.exec("hv", ADMIN_RULE)
