@@ -135,11 +135,18 @@ def converge_both(backend, xt_desired, nft_tables, runner, scope, check_mode):
     return result, nft_result
 
 
-def network_warnings(backend, networks, runner):
-    """Warnings about the networks on this backend: the DHCP checksum fix on nftables."""
+def network_warnings(backend, networks, runner, check_mode=False):
+    """Warnings about the networks on this backend: the DHCP checksum fix on nftables.
+
+    The probe adds and deletes a tc action, so check mode does not run it: the warning is given
+    either way, only its reason is less precise.
+    """
     if backend != "nftables" or not any(net.dhcp for net in networks):
         return []
-    available = runner.tc_csum_available() if hasattr(runner, "tc_csum_available") else False
+    if check_mode:
+        available = True
+    else:
+        available = runner.tc_csum_available() if hasattr(runner, "tc_csum_available") else False
     warning = _netfw_nft.dhcp_checksum_warning(networks, available)
     return [warning] if warning else []
 

@@ -249,7 +249,8 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
         _add_nft(outcome, nft_result, host.nft_notes)
-        outcome.warnings.extend(_backend.network_warnings(host.backend, list(after.networks.values()), runner))
+        outcome.warnings.extend(_backend.network_warnings(host.backend, list(after.networks.values()), runner,
+                                                          check_mode))
         if _backend.record(config_dir, backend, check_mode, fallback):
             outcome.changed = True
         return outcome

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _backend, _store
+from ansible_collections.hypervisor.firewall.plugins.module_utils import _backend, _netfw, _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import LockError, StoreError, ToolMissingError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner, host_lock
 
@@ -97,3 +97,14 @@ def test_nft_set_elements_compare_as_integers_whatever_their_printed_form():
     from ansible_collections.hypervisor.firewall.plugins.module_utils import _nft
     live = "table bridge t {\n\tset s {\n\t\ttype mark\n\t\telements = { 0x0000000a, 010 }\n\t}\n}\n"
     assert _nft.parse_table(live) == {("set", "s"): ("type mark", "elements = 10, 10")}
+
+
+def test_check_mode_never_probes_tc_csum():
+    """The probe adds a tc action: check mode must leave the kernel alone and still warn."""
+    class NoProbe:
+        def tc_csum_available(self):
+            raise AssertionError("check mode ran the tc probe")
+
+    net = _netfw.network_from_params(dict(name="n", bridge="br0", mode="nat", ipv4="192.168.5.1/24", dhcp=True))
+    warnings = _backend.network_warnings("nftables", [net], NoProbe(), check_mode=True)
+    assert len(warnings) == 1 and "DHCP on br0" in warnings[0]
