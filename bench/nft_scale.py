@@ -31,10 +31,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration")]
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import (  # noqa: E402
-    _compile_nft, _compile_xt, _filterxml, _ops, _resolve, _service)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner  # noqa: E402
 from lab import Lab  # noqa: E402
 
 FILTER_DIR = os.path.join(ROOT, "roles", "default_filters", "files")

@@ -30,10 +30,16 @@ sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integr
 # links the checkout as ansible_collections.hypervisor.firewall
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import (  # noqa: E402
-    _actions, _apply, _compile_xt, _filterxml, _ops, _resolve, _runner, _service)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._plan import plan  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runner as _runner  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.plan import plan  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope  # noqa: E402
 
 PREFIX = "hfwo-b"
 FILTER_DIR = os.path.join(ROOT, "roles", "default_filters", "files")

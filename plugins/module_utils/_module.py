@@ -9,7 +9,7 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ._defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
+from ._engine.host.defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
 
 try:
     import lxml.etree  # noqa: F401 pylint: disable=unused-import
@@ -51,8 +51,8 @@ def run_action(module, action, *args):
     The one place an engine error becomes a module failure.
     """
     check_libraries(module)
-    from . import _actions
-    from ._errors import EngineError
+    from ._engine import actions as _actions
+    from ._engine.errors import EngineError
 
     try:
         result = getattr(_actions, action)(module.params, *args)

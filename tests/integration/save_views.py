@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Views of *-save text that integration tests compare before and after a run."""
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import is_builtin_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
 
 
 def without_comments(text):

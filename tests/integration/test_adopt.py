@@ -19,11 +19,15 @@ import pytest
 from lab import Lab, run_battery
 from lab.battery import cases_by_name
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _adopt, _apply, _service, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._plan import plan
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import adopt as _adopt  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.plan import plan
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import libvirt_root
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,

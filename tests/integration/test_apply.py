@@ -12,11 +12,11 @@ import pytest
 
 from save_views import foreign_view, without_comments
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _apply
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError, ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, Chain, TableState
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import Runner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import builtin_policies, parse_save
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError, ToolMissingError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS, Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import Runner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import builtin_policies, parse_save
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2 (network namespaces)"

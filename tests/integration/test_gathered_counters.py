@@ -18,9 +18,9 @@ from ansible_run import PLAYBOOK_BIN, host_vars, run_playbook
 from counter_traffic import SENT, install, send_frames
 from lab import Lab
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_counters
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, parse_counters
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(b) for b in ("ip", "iptables-save", "ebtables-save"))

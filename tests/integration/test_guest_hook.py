@@ -22,8 +22,11 @@ import pytest
 from lab import Lab, packet_socket
 from lab import frames as F
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _filterxml, _ops, _service
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner, host_lock
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner, host_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOOK = os.path.join(ROOT, "bin", "hypervisor-firewall-qemu-hook")

@@ -27,12 +27,16 @@ from lab import frames as F
 from lab.battery import PACKET_OUTGOING, SPOOF_MAC
 from save_views import foreign_view, is_ours, without_comments
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _apply, _filterxml, _ops, \
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils import \
     _service, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import _RESTORE_OPTS, HostRunner, host_lock
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import _RESTORE_OPTS, HostRunner, host_lock
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(b) for b in ("ip", "iptables-legacy-restore", "ebtables")),
@@ -362,8 +366,8 @@ def churn(work, runner, out, frames, counter):
 
 CHILD = """
 import json, sys
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 params, prefix = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 result = _actions.guest_nic_filter(params, False, HostRunner(prefix=prefix))
 print(json.dumps(result["rebuilt_devices"]))

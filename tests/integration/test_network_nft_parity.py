@@ -22,8 +22,10 @@ import pytest
 from lab import Lab
 from lab.netns import write_sysctl, UPLINK_LAN_IPV4, UPLINK_LAN_IPV6
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _netfw, _ops, _service
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from test_network_playbooks import MODES, V4, V6, host_services, reached, tcp_probe, udp_probe
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("iptables-save"),

@@ -27,9 +27,9 @@ from ansible_run import PLAYBOOK_BIN, host_vars, run_playbook
 from lab import Lab, in_netns, tcp_listener, udp_socket
 from lab.netns import write_sysctl, UPLINK_HV_IPV4, UPLINK_HV_IPV6, UPLINK_LAN_IPV4, UPLINK_LAN_IPV6
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _netfw
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_live
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, parse_live
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-save")

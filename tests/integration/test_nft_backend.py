@@ -18,11 +18,16 @@ import pytest
 from lab import Lab, format_table, run_battery
 from lab.netns import write_sysctl
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import (
-    _actions, _compile_nft, _filterxml, _nft, _ops, _resolve, _service)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ResolveError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ResolveError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"),
                                 reason="needs root, nft and iproute2")

@@ -28,9 +28,9 @@ from lab import Lab, format_table, run_battery
 from lab.battery import CASES, SPOOF_IPV4
 from save_views import foreign_view, without_comments
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import device_of_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import parse_save
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import device_of_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import parse_save
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not os.path.exists(PLAYBOOK_BIN),

@@ -19,11 +19,15 @@ import pytest
 
 from lab import Lab, format_table, run_battery
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _filterxml, _netfw, _ops, _service
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import jump_target
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "bin", "hypervisor-firewall-reapply")
@@ -239,7 +243,7 @@ def test_role_installs_a_working_command_and_removes_it(host, tmp_path):
     (engine / "_gone_in_this_version.py").write_text("")  # left by an earlier version
     assert play("present") > 0
     assert command.read_text().startswith("#!%s\n" % sys.executable) and os.access(command, os.X_OK)
-    assert (engine / "_reapply.py").exists() and not (engine / "_module.py").exists()
+    assert (engine / "reapply.py").exists() and not (engine / "_module.py").exists()
     assert not (engine / "_gone_in_this_version.py").exists()
     assert play("present") == 0
 

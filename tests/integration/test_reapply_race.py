@@ -25,12 +25,18 @@ import pytest
 from ansible_run import PLAYBOOK_BIN, ROOT, host_vars, run_playbook
 from lab import Lab
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _apply, _filterxml, _ops, _plan, _service, \
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import plan as _plan  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils import \
     _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner, host_lock
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, jump_target
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner, host_lock
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, jump_target
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists(PLAYBOOK_BIN)

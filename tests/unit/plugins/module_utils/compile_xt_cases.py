@@ -4,7 +4,7 @@
 """Instantiations covering every construct of the xtables compiler, shared by the golden unit test
 and the kernel round-trip integration test."""
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import (
     Instantiation, ResolvedMatch, RuleInstance,
 )
 

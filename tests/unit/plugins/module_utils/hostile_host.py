@@ -12,8 +12,8 @@ import glob
 import os
 import shutil
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
-from ansible_collections.hypervisor.firewall.plugins.module_utils._names import MAX_CHAIN
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import MAX_CHAIN
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import (
     HostFake, SimError, SimTool, new_sims,
 )

@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _adopt, _filterxml, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import adopt as _adopt  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     FilterXMLError, ResolveError, StoreError)
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import libvirt_root as lr
 

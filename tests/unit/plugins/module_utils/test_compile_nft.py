@@ -9,11 +9,14 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _backend, _compile_nft, _filterxml
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _nft, _resolve
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     ApplyError, DeviceNameError, ResolveError, StoreError)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 HERE = os.path.dirname(__file__)

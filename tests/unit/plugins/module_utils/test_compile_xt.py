@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _compile_xt
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import DeviceNameError, ResolveError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import TOOL_ORDER, render_table
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import DeviceNameError, ResolveError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, render_table
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 from compile_xt_cases import CASES, MAC, R, nic

@@ -5,12 +5,12 @@
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _apply
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     ApplyError, ConvergeError, ToolMissingError,
 )
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import Chain, TableState
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
 
 

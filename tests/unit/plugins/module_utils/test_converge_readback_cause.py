@@ -5,9 +5,9 @@
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _apply
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ConvergeError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ConvergeError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import Chain, TableState
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import FakeRunner, SimTool
 
 DESIRED = {("ip4", "filter"): TableState("ip4", "filter", {"FI-x": Chain("FI-x", ("-p 6 -j DROP",))})}

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _resolve
-from ansible_collections.hypervisor.firewall.plugins.module_utils._filterxml import parse_filter_xml
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.filter_xml import parse_filter_xml
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 OURS = os.path.join(ROOT, "roles", "default_filters", "files")

@@ -7,9 +7,11 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _backend, _netfw, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import LockError, StoreError, ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner, host_lock
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import LockError, StoreError, ToolMissingError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner, host_lock
 
 
 def test_command_that_cannot_start_is_a_tool_error(tmp_path):
@@ -78,7 +80,7 @@ def test_unreadable_store_file_is_a_store_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_hook_config_refuses_timeouts_that_never_end(value):
-    from ansible_collections.hypervisor.firewall.plugins.module_utils import _hook
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import hook as _hook  # noqa: E402
     with pytest.raises(_hook.HookError, match="lock_timeout"):
         _hook.parse_conf("lock_timeout = %s\n" % value)
     assert _hook.parse_conf("lock_timeout = 2.5\n")["lock_timeout"] == "2.5"
@@ -87,14 +89,14 @@ def test_hook_config_refuses_timeouts_that_never_end(value):
 @pytest.mark.parametrize("argv", [["--watch", "nan"], ["--watch", "inf"], ["--lock-timeout", "nan"],
                                   ["--lock-timeout", "inf"], ["--lock-timeout", "-1"]])
 def test_reapply_refuses_timeouts_that_never_end(argv):
-    from ansible_collections.hypervisor.firewall.plugins.module_utils import _reapply
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import reapply as _reapply  # noqa: E402
     with pytest.raises(_reapply.UsageError):
         _reapply.parse_args(argv)
     assert _reapply.parse_args(["--watch", "5", "--lock-timeout", "0"]).watch == 5.0
 
 
 def test_nft_set_elements_compare_as_integers_whatever_their_printed_form():
-    from ansible_collections.hypervisor.firewall.plugins.module_utils import _nft
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
     live = "table bridge t {\n\tset s {\n\t\ttype mark\n\t\telements = { 0x0000000a, 010 }\n\t}\n}\n"
     assert _nft.parse_table(live) == {("set", "s"): ("type mark", "elements = 10, 10")}
 

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _filterxml as fx
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _schema as schema
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as fx  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema as schema  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import (
     Binding, Filter, FilterRef, Match, Rule)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "filterxml")

@@ -9,12 +9,18 @@ import json
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import (
-    _filterxml, _guests, _hook, _names, _runtime, _saveparse, _service, _store)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import DeviceNameError, FilterXMLError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._guests import GuestNic, GuestRecord
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import Binding
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import parse_ip_link
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import placement as _guests  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import hook as _hook  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import names as _names  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runtime as _runtime  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import DeviceNameError, FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.placement import GuestNic, GuestRecord
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import parse_ip_link
 
 MAC_A, MAC_B = "52:54:00:00:00:0a", "52:54:00:00:00:0b"
 A = Binding(portdev=None, mac=MAC_A, filter="f", owner_name="guest-a")

@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError, StoreError, ToolMissingError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError, StoreError, ToolMissingError
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
 NEW_NIC = dict(portdev="vnet2", mac="52:54:00:00:00:22", filter="web-in", parameters={"IP": "192.0.2.22"})

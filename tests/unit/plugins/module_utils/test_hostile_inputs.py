@@ -15,8 +15,9 @@ from typing import Callable, Tuple
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _names
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import names as _names  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     DeviceNameError, EngineError, FilterXMLError, ResolveError, StoreError, VariableError,
 )
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H

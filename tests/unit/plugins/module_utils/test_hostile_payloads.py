@@ -13,8 +13,9 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _schema
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import EngineError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema as _schema  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import EngineError
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
 QUOTED = re.compile(r'"(?:\\.|[^"\\])*"')

@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _netfw
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import render_table
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import render_table
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "netfw")

@@ -3,9 +3,13 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Virtual networks on nftables: libvirt >= 10.4's table layout, from the same Network objects."""
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _backend, _netfw, _netfw_nft, _nft
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _service, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import networks as _netfw_nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 
 DEFAULT = dict(name="default", bridge="virbr0", ipv4="192.168.122.1/24")
 

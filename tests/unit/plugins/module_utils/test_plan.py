@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _plan, _saveparse
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import plan as _plan  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import Chain, TableState
 
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import SimTool
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _resolve
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ResolveError, VariableError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._model import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ResolveError, VariableError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import (
     Binding, Filter, FilterRef, Match, Rule)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "resolve")
@@ -328,7 +328,7 @@ def test_subchains_sorted_by_priority_then_first_appearance_and_only_ebtables_on
 def test_fixture_tree_matches_expected_instantiation():
     """A hand-checked tree: XML filters in fixtures/resolve, expected result in expected.json."""
     _filterxml = pytest.importorskip(
-        "ansible_collections.hypervisor.firewall.plugins.module_utils._filterxml")
+        "ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.filter_xml")
     graph = {}
     for fname in sorted(os.listdir(FIXTURES)):
         if fname.endswith(".xml"):

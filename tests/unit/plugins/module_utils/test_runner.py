@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import ApplyError, LockError, ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import Runner, host_lock
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError, LockError, ToolMissingError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import Runner, host_lock
 
 
 def stand_in(directory, name, body):

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _saveparse
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import SaveParseError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._ruleset import Chain, render_table
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import SaveParseError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import Chain, render_table
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "save")
 

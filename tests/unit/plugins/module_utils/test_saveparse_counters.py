@@ -13,9 +13,11 @@ import os
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _saveparse, _service, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import SaveParseError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import CountedRule, Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import SaveParseError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import CountedRule, Scope
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "save")
 TRAFFIC = {"eb": "traffic_eb_counters.save", "ip4": "traffic_ip4_counters.save", "ip6": "traffic_ip6_counters.save"}

@@ -4,8 +4,8 @@
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _schema as schema
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema as schema  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
 
 ALL_PROTOCOLS = {
     "mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6", "tcp", "udp", "udplite", "sctp", "icmp",

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _backend
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     ApplyError, ResolveError, StoreError)
 from ansible_collections.hypervisor.firewall.plugins.modules import guest_nic_filter as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims

@@ -11,10 +11,11 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import (
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     ApplyError, DeviceNameError, FilterXMLError, ResolveError, StoreError)
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import parse_save
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import parse_save
 from ansible_collections.hypervisor.firewall.plugins.modules import guest_nic_filter as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_params

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
 

@@ -13,10 +13,12 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils import _actions, _netfw, _store
-from ansible_collections.hypervisor.firewall.plugins.module_utils._errors import FilterXMLError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._runner import HostRunner
-from ansible_collections.hypervisor.firewall.plugins.module_utils._saveparse import Scope, parse_live
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, parse_live
 from ansible_collections.hypervisor.firewall.plugins.modules import virt_network_fw as module
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_defaults, module_params

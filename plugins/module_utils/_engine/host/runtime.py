@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 
-from ._errors import StoreError
-from ._guests import GuestNic, GuestRecord
-from ._model import domain_key
-from ._store import atomic_replace
+from ..errors import StoreError
+from .placement import GuestNic, GuestRecord
+from ..language.model import domain_key
+from .store import atomic_replace
 
 RUNTIME_DIR = "runtime"
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"

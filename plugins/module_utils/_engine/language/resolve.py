@@ -24,9 +24,9 @@ import functools
 import itertools
 from typing import Dict, List, Mapping, Tuple
 
-from ._errors import FilterXMLError, ResolveError, VariableError
-from ._model import Binding, Filter, FilterRef, Instantiation, ResolvedMatch, Rule, RuleInstance
-from . import _schema
+from ..errors import FilterXMLError, ResolveError, VariableError
+from .model import Binding, Filter, FilterRef, Instantiation, ResolvedMatch, Rule, RuleInstance
+from . import schema as _schema
 
 MAX_INSTANCES = 100000
 

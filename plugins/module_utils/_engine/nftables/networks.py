@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
-from . import _netfw
+from ..xtables import networks as _netfw
 
 TABLE = "libvirt_network"
 FAMILIES = (("ip4", "ip"), ("ip6", "ip6"))

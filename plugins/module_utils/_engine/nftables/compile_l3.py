@@ -35,10 +35,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from . import _compile_xt as X
-from . import _xt_print as P
-from ._errors import ResolveError
-from ._model import Instantiation
+from ..xtables import compile as X
+from ..xtables import printed as P
+from ..errors import ResolveError
+from ..language.model import Instantiation
 
 MARK_TABLE = ("bridge", "hfw_nwfilter_mark")
 TABLE = ("inet", "hfw_nwfilter")

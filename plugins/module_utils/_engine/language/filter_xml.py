@@ -42,8 +42,8 @@ import re
 import uuid as uuidlib
 from xml.sax.saxutils import escape
 
-from . import _schema
-from ._errors import FilterXMLError, ToolMissingError
+from . import schema as _schema
+from ..errors import FilterXMLError, ToolMissingError
 
 try:
     from lxml import etree
@@ -51,7 +51,7 @@ try:
 except ImportError as exc:  # the modules report the missing library; importing must not fail
     etree = None
     LXML_IMPORT_ERROR = str(exc)
-from ._model import Binding, Filter, FilterRef, Match, Rule
+from .model import Binding, Filter, FilterRef, Match, Rule
 
 MAX_XML_BYTES = 1024 * 1024
 ACTIONS = ("drop", "reject", "accept", "return", "continue")

@@ -17,9 +17,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from ._errors import DeviceNameError, FilterXMLError
-from ._names import NET_FILTER_CHAINS, NET_PRT, check_device
-from ._ruleset import Chain, Ruleset, TableState
+from ..errors import DeviceNameError, FilterXMLError
+from .names import NET_FILTER_CHAINS, NET_PRT, check_device
+from .ruleset import Chain, Ruleset, TableState
 
 try:
     import netaddr

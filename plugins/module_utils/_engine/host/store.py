@@ -26,9 +26,9 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional
 
-from ._errors import EngineError, StoreError
-from . import _filterxml
-from . import _netfw
+from ..errors import EngineError, StoreError
+from ..language import filter_xml as _filterxml
+from ..xtables import networks as _netfw
 
 FORMAT_LINE = "hypervisor-firewall-store 1"
 KINDS = ("filters", "bindings", "networks")

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 
-from ._errors import StoreError, ToolMissingError
-from . import _apply
-from . import _compile_nft_l3
-from . import _netfw_nft
-from . import _nft
-from . import _store
+from .errors import StoreError, ToolMissingError
+from .xtables import apply as _apply
+from .nftables import compile_l3 as _compile_nft_l3
+from .nftables import networks as _netfw_nft
+from .nftables import converge as _nft
+from .host import store as _store
 
 BACKENDS = ("xtables", "nftables")
 DEFAULT = "xtables"

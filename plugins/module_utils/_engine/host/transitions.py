@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import replace
 
-from ._errors import ResolveError, StoreError
-from . import _resolve
-from ._store import check_object_name
+from ..errors import ResolveError, StoreError
+from ..language import resolve as _resolve
+from .store import check_object_name
 
 
 def define_filter(state, new, new_uuid=None):

@@ -14,23 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, List
 
-from ._errors import EngineError, ResolveError, StoreError
-from . import _backend
-from . import _compile_nft
-from . import _compile_xt
-from . import _guests
-from . import _names
-from . import _netfw
-from . import _netfw_nft
-from . import _resolve
-from . import _runtime
-from . import _store
-from ._ruleset import TOOL_ORDER, merge_rulesets
+from .errors import EngineError, ResolveError, StoreError
+from . import backend as _backend
+from .nftables import compile_l2 as _compile_nft
+from .xtables import compile as _compile_xt
+from .host import placement as _guests
+from .xtables import names as _names
+from .xtables import networks as _netfw
+from .nftables import networks as _netfw_nft
+from .language import resolve as _resolve
+from .host import runtime as _runtime
+from .host import store as _store
+from .xtables.ruleset import TOOL_ORDER, merge_rulesets
 
-from ._plan import TOOL_LABEL, plan as plan_rules
-from ._runner import host_lock
-from ._saveparse import Scope, parse_counters
-from ._defaults import DEFAULT_LOCK_FILE, LIBVIRT_BINDING_DIR
+from .xtables.plan import TOOL_LABEL, plan as plan_rules
+from .host.runner import host_lock
+from .xtables.save_parse import Scope, parse_counters
+from .host.defaults import DEFAULT_LOCK_FILE, LIBVIRT_BINDING_DIR
 
 
 @dataclass

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import FilterXMLError, ToolMissingError
+from ..errors import FilterXMLError, ToolMissingError
 
 try:
     import netaddr

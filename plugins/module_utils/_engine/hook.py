@@ -38,14 +38,14 @@ import math
 import os
 import sys
 
-from ._defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
-from ._errors import EngineError, StoreError
-from . import _guests
-from . import _resolve
-from . import _runtime
-from . import _service
-from . import _store
-from ._runner import HostRunner
+from .host.defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
+from .errors import EngineError, StoreError
+from .host import placement as _guests
+from .language import resolve as _resolve
+from .host import runtime as _runtime
+from . import service as _service
+from .host import store as _store
+from .host.runner import HostRunner
 
 PROG = "hypervisor-firewall-qemu-hook"
 DEFAULT_HOOK_CONF = "/etc/hypervisor-firewall/hook.conf"

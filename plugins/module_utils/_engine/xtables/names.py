@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ._errors import DeviceNameError
+from ..errors import DeviceNameError
 
 DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # iptables: XT_EXTENSION_MAXNAMELEN is 29 with the terminator; ebtables: 32 with it

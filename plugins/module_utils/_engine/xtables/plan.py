@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ._ruleset import BUILTIN_CHAINS, TOOL_ORDER, TableState, is_builtin_chain, render_table
+from .ruleset import BUILTIN_CHAINS, TOOL_ORDER, TableState, is_builtin_chain, render_table
 
 TOOL_LABEL = {"eb": "ebtables", "ip4": "iptables", "ip6": "ip6tables"}
 

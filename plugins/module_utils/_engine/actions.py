@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 
-from ._errors import EngineError, FilterXMLError, StoreError
-from . import _adopt
-from . import _filterxml
-from . import _guests
-from . import _names
-from . import _netfw
-from . import _netfw_nft
-from . import _ops
-from . import _backend
-from . import _resolve
-from . import _schema
-from . import _service
-from . import _store
-from ._model import Binding
-from ._runner import HostRunner as Runner
+from .errors import EngineError, FilterXMLError, StoreError
+from . import adopt as _adopt
+from .language import filter_xml as _filterxml
+from .host import placement as _guests
+from .xtables import names as _names
+from .xtables import networks as _netfw
+from .nftables import networks as _netfw_nft
+from .host import transitions as _ops
+from . import backend as _backend
+from .language import resolve as _resolve
+from .language import schema as _schema
+from . import service as _service
+from .host import store as _store
+from .language.model import Binding
+from .host.runner import HostRunner as Runner
 
 
 def _reconcile(params, mutate, check_mode, runner, **options):

@@ -24,11 +24,11 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import _names
-from . import _xt_print as P
-from ._errors import ResolveError
-from ._model import Instantiation, RuleInstance
-from ._ruleset import Chain, Ruleset, TableState
+from . import names as _names
+from . import printed as P
+from ..errors import ResolveError
+from ..language.model import Instantiation, RuleInstance
+from .ruleset import Chain, Ruleset, TableState
 
 L2_PROTOCOLS = ("mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6")
 # chain-name prefix -> how the root chain selects the frames for that sub-chain

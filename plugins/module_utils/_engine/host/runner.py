@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import time
 
-from ._errors import ApplyError, LockError, ToolMissingError
-from ._ruleset import TOOLS
+from ..errors import ApplyError, LockError, ToolMissingError
+from ..xtables.ruleset import TOOLS
 
 # what to install, by tool key; the names `iptables-save` etc. follow the host's alternatives
 PACKAGES = {

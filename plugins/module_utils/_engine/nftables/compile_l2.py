@@ -31,11 +31,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import _compile_nft_l3
-from . import _names
-from . import _xt_print as P
-from ._errors import ResolveError
-from ._model import Instantiation
+from . import compile_l3 as _compile_nft_l3
+from ..xtables import names as _names
+from ..xtables import printed as P
+from ..errors import ResolveError
+from ..language.model import Instantiation
 
 FAMILY = "bridge"
 TABLE = "hfw_nwfilter"

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ._errors import ApplyError, ConvergeError
-from ._names import device_of_chain, is_fixed_hook, is_owned_chain
-from ._plan import TOOL_LABEL, Plan, plan
-from ._ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
-from ._saveparse import Scope, jump_target, parse_live
+from ..errors import ApplyError, ConvergeError
+from .names import device_of_chain, is_fixed_hook, is_owned_chain
+from .plan import TOOL_LABEL, Plan, plan
+from .ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from .save_parse import Scope, jump_target, parse_live
 
 _ERROR_LINE = re.compile(r"line:? (\d+)")
 CONTEXT_LINES = 3

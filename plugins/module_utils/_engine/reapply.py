@@ -25,14 +25,14 @@ import signal
 import sys
 import time
 
-from ._defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
-from ._errors import EngineError, StoreError
-from . import _apply
-from . import _backend
-from . import _nft
-from . import _plan
-from . import _service
-from ._runner import HostRunner
+from .host.defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
+from .errors import EngineError, StoreError
+from .xtables import apply as _apply
+from . import backend as _backend
+from .nftables import converge as _nft
+from .xtables import plan as _plan
+from . import service as _service
+from .host.runner import HostRunner
 
 PROG = "hypervisor-firewall-reapply"
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
-from ._errors import ApplyError, ConvergeError
+from ..errors import ApplyError, ConvergeError
 
 # the NIC tables: L2 rules, the port marks and the layer 3/4 rules (see _compile_nft_l3)
 OWNED_TABLES = (("bridge", "hfw_nwfilter"), ("bridge", "hfw_nwfilter_mark"), ("inet", "hfw_nwfilter"))

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from ._errors import SaveParseError
-from ._names import device_of_chain, is_fixed_hook, is_owned_chain
-from ._ruleset import TOOLS, Chain, Ruleset, TableState, is_builtin_chain
+from ..errors import SaveParseError
+from .names import device_of_chain, is_fixed_hook, is_owned_chain
+from .ruleset import TOOLS, Chain, Ruleset, TableState, is_builtin_chain
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]$")
 _DECL = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[\d+:\d+\])?\s*$")

@@ -23,11 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from ._errors import FilterXMLError
-from . import _filterxml
-from . import _names
-from . import _schema
-from ._ruleset import Chain, TableState
+from ..errors import FilterXMLError
+from ..language import filter_xml as _filterxml
+from ..xtables import names as _names
+from ..language import schema as _schema
+from ..xtables.ruleset import Chain, TableState
 
 NOT_RUNNING = "not running"
 RUNNING = "running"

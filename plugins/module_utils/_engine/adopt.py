@@ -20,11 +20,11 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
-from ._errors import EngineError, FilterXMLError, ResolveError, StoreError, VariableError
-from . import _filterxml
-from . import _netfw
-from . import _ops
-from . import _resolve
+from .errors import EngineError, FilterXMLError, ResolveError, StoreError, VariableError
+from .language import filter_xml as _filterxml
+from .xtables import networks as _netfw
+from .host import transitions as _ops
+from .language import resolve as _resolve
 
 FILTER_DIR = "etc/libvirt/nwfilter"
 BINDING_DIR = "run/libvirt/nwfilter-binding"
