@@ -31,8 +31,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils import \
-    _service, _store
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import _RESTORE_OPTS, HostRunner, host_lock

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as fx  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema as schema  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import (
     Binding, Filter, FilterRef, Match, Rule)

@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema as schema  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import schema  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
 
 ALL_PROTOCOLS = {
