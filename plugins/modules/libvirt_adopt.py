@@ -23,8 +23,9 @@ description:
     during the takeover.
   - Networks whose forward mode gets no firewall from libvirt (bridge, macvtap modes, hostdev) and
     networks that neither run nor autostart are skipped and listed in RV(adopted.skipped).
-  - Run it with C(--check --diff) first; see C(docs/adopt.md) for switching libvirtd's nwfilter
-    driver off afterwards.
+  - Run it with C(--check --diff) first; see
+    R(Adopting a host that libvirtd filters today,ansible_collections.hypervisor.firewall.docsite.adopt)
+    for switching libvirtd's nwfilter driver off afterwards.
 options:
   libvirt_root:
     description:
@@ -60,7 +61,8 @@ extends_documentation_fragment:
 notes:
   - Run as root on the hypervisor.
   - Until libvirtd's nwfilter driver is switched off it re-instantiates its own filters on daemon
-    restart, overwriting ours in place; see C(docs/adopt.md).
+    restart, overwriting ours in place; see
+    R(the adoption guide,ansible_collections.hypervisor.firewall.docsite.adopt).
 seealso:
   - module: hypervisor.firewall.guest_nic_filter
   - module: hypervisor.firewall.nwfilter

@@ -315,7 +315,7 @@ def test_two_networks_side_by_side_and_removal(lab):
 
 
 def test_guest_filter_cannot_open_an_isolated_network(lab):
-    """THE HOLE (docs/design.md, "FORWARD ordering and the routed-traffic hole")."""
+    """THE HOLE (docs/docsite/rst/design.rst, "FORWARD ordering and the routed-traffic hole")."""
     play(lab, HOLE_PLAY)
     g0, g1 = lab.guests
     chains = save(lab, "ip4")

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to hypervisor.firewall
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""libvirt's qemu hook: a guest's bindings follow it onto its taps and off them (docs/guest-hooks.md).
+"""libvirt's qemu hook: a guest's bindings follow it onto its taps and off them (docs/docsite/rst/guest-hooks.rst).
 
 libvirt runs ``qemu DOMAIN OPERATION SUB-OPERATION EXTRA`` with the domain XML on stdin.  libvirt
 creates a guest's taps while it builds QEMU's command line and runs ``start begin`` right after,

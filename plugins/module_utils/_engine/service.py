@@ -90,7 +90,7 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
         nft_out[0].tables.update(_netfw_nft.compile_networks(ordered))
         ordered = []
     networks = _netfw.compile_networks(ordered)
-    # nwfilter's FORWARD jumps first, then the networks' (see docs/design.md: ordering)
+    # nwfilter's FORWARD jumps first, then the networks' (see docs/docsite/rst/design.rst: ordering)
     return merge_rulesets([nics, networks]), warnings
 
 
