@@ -22,7 +22,7 @@ import pytest
 from lab import Lab
 from lab.netns import write_sysctl, UPLINK_LAN_IPV4, UPLINK_LAN_IPV6
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
@@ -66,7 +66,7 @@ def admin_state(lab):
 
 
 def apply(lab, backend, network_options):
-    network = _netfw.network_from_params(network_options)
+    network = _network.network_from_params(network_options)
 
     def mutate(state):
         return _ops.set_network(state.with_changes(networks={}), network), []

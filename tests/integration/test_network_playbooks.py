@@ -27,6 +27,7 @@ from ansible_run import PLAYBOOK_BIN, host_vars, run_playbook
 from lab import Lab, in_netns, tcp_listener, udp_socket
 from lab.netns import write_sysctl, UPLINK_HV_IPV4, UPLINK_HV_IPV6, UPLINK_LAN_IPV4, UPLINK_LAN_IPV6
 
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, parse_live
@@ -208,7 +209,7 @@ def live_network_rules(lab):
 
 
 def compiled_rules(*options):
-    networks = [_netfw.network_from_params(o) for o in options]
+    networks = [_network.network_from_params(o) for o in options]
     return {(tool, table, name): chain.rules for (tool, table), state in _netfw.compile_networks(networks).items()
             for name, chain in state.chains.items()}
 

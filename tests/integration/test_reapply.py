@@ -21,7 +21,7 @@ from lab import Lab, format_table, run_battery
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
@@ -56,9 +56,9 @@ def host(tmp_path_factory):
         runner = HostRunner(prefix=lab.hv_prefix)
         _service.reconcile(params["config_dir"], lambda s: (define_all(s, lab), []), runner, False,
                            lock_file=params["lock_file"])
-        network = _netfw.network_from_params(dict(name="labnet", bridge=lab.bridge, mode="nat",
+        network = _network.network_from_params(dict(name="labnet", bridge=lab.bridge, mode="nat",
                                                   ipv4=lab.host_ipv4 + "/24"))
-        _actions.virt_network_fw(dict(params, network_xml=_netfw.format_network_xml(network), state="present"),
+        _actions.virt_network_fw(dict(params, network_xml=_network.format_network_xml(network), state="present"),
                                  False, runner=runner)
         expected = owned_lines(lab)
         assert len([l for l in expected["ip4"] if l.split()[1].startswith(":")]) > 4, expected

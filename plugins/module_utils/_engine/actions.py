@@ -16,6 +16,7 @@ from . import adopt as _adopt
 from .language import filter_xml as _filterxml
 from .host import placement as _guests
 from .xtables import names as _names
+from .language import network as _network
 from .xtables import networks as _netfw
 from .nftables import networks as _netfw_nft
 from .host import transitions as _ops
@@ -334,7 +335,7 @@ def network_from_module(params):
     """The Network a present/rendered call describes: ``network_xml``, or the options with
     ``name`` defaulting to the bridge (libvirt's own default network is named after nothing else)."""
     if params.get("network_xml"):
-        network = _netfw.parse_network_xml(params["network_xml"])
+        network = _network.parse_network_xml(params["network_xml"])
         if params.get("name") and params["name"] != network.name:
             raise FilterXMLError("name %r does not match the network XML's name %r: use the same name in both"
                                  % (params["name"], network.name), network=network.name)
@@ -342,15 +343,15 @@ def network_from_module(params):
     if not params.get("bridge"):
         raise FilterXMLError("network %r: state %s needs bridge (or network_xml): name the bridge device"
                              % (params.get("name"), params.get("state")), network=params.get("name"))
-    options = {f.name: params.get(f.name) for f in dataclasses.fields(_netfw.Network)}
+    options = {f.name: params.get(f.name) for f in dataclasses.fields(_network.Network)}
     options["name"] = options["name"] or options["bridge"]
-    return _netfw.network_from_params(options)
+    return _network.network_from_params(options)
 
 
 def network_name_to_remove(params, state):
     """Name of the stored network an absent call means: ``name``, else the owner of ``bridge``."""
     if params.get("network_xml"):
-        return _netfw.parse_network_xml(params["network_xml"]).name
+        return _network.parse_network_xml(params["network_xml"]).name
     if params.get("name"):
         return params["name"]
     owners = [n.name for n in state.networks.values() if n.bridge == params.get("bridge")]
@@ -363,7 +364,7 @@ def network_dict(network):
 
 
 def firewalld_warning(network):
-    zone = _netfw.firewalld_zone_for(network)
+    zone = _network.firewalld_zone_for(network)
     if zone is None:
         return ("firewalld is running: network %r (mode open) gets no rules from us, so firewalld's zone for %s "
                 "alone decides its traffic" % (network.name, network.bridge))

@@ -22,7 +22,7 @@ from typing import Dict, Tuple
 
 from .errors import EngineError, FilterXMLError, ResolveError, StoreError, VariableError
 from .language import filter_xml as _filterxml
-from .xtables import networks as _netfw
+from .language import network as _network
 from .host import transitions as _ops
 from .language import resolve as _resolve
 
@@ -198,7 +198,7 @@ def _network_from_file(data, root_tag):
     mode = forward.get("mode", "nat") if forward is not None else None
     if mode in NO_FIREWALL_MODES:
         return None, "forward mode %s: libvirt installs no firewall rules for it" % mode
-    return _netfw.parse_network_xml(data), None
+    return _network.parse_network_xml(data), None
 
 
 def _with_parameters(bindings, extra, docs):

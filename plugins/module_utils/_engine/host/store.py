@@ -28,7 +28,7 @@ from typing import Dict, Optional
 
 from ..errors import EngineError, StoreError
 from ..language import filter_xml as _filterxml
-from ..xtables import networks as _netfw
+from ..language import network as _network
 
 FORMAT_LINE = "hypervisor-firewall-store 1"
 KINDS = ("filters", "bindings", "networks")
@@ -66,7 +66,7 @@ def serialize(kind, obj):
         return _filterxml.format_filter_xml(obj)
     if kind == "bindings":
         return _filterxml.format_binding_xml(obj)
-    return _netfw.format_network_xml(obj)
+    return _network.format_network_xml(obj)
 
 
 def _deserialize(kind, text):
@@ -74,7 +74,7 @@ def _deserialize(kind, text):
         return _filterxml.parse_filter_xml(text, strict=False)[0]
     if kind == "bindings":
         return _filterxml.parse_binding_xml(text)
-    return _netfw.parse_network_xml(text)
+    return _network.parse_network_xml(text)
 
 
 def _key(kind, obj):

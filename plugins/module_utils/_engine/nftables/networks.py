@@ -7,7 +7,7 @@ Tables ``ip libvirt_network`` and ``ip6 libvirt_network``: a ``forward`` base ch
 ``guest_cross``, ``guest_input`` and ``guest_output`` (libvirt inserts the jumps, so they stand in
 that order), and ``guest_nat`` at nat postrouting.  Rules follow libvirt's order (each one is
 inserted at the top of its chain, so the last network comes first), from the same
-_netfw.Network objects as the xtables chains.
+language.network.Network objects as the xtables chains.
 
 Deliberate differences from libvirt:
 - interfaces are matched by name (``iifname``), not index (``iif``): we load the whole host's
@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
-from ..xtables import networks as _netfw
+from ..language import network as _network
 
 TABLE = "libvirt_network"
 FAMILIES = (("ip4", "ip"), ("ip6", "ip6"))
@@ -79,7 +79,7 @@ def _masquerading(tool, fam, net, subnet):
     for proto in (None, "udp", "tcp"):
         out.append((tool, "guest_nat", _join("meta l4proto %s" % proto if proto else "", away, dev,
                                              _snat(tool, net, proto is not None))))
-    exempt = (["255.255.255.255"] if tool == "ip4" else []) + [_netfw._MULTICAST[tool]]
+    exempt = (["255.255.255.255"] if tool == "ip4" else []) + [_network.MULTICAST[tool]]
     out += [(tool, "guest_nat", _join(dev, "%s saddr %s %s daddr %s return" % (fam, subnet, fam, dest)))
             for dest in exempt]
     return out
@@ -91,7 +91,7 @@ def _ip_specific(net):
         address = net.ipv4 if tool == "ip4" else net.ipv6
         if not address:
             continue
-        subnet = str(_netfw.netaddr.IPNetwork(address).cidr)
+        subnet = str(_network.netaddr.IPNetwork(address).cidr)
         if net.mode == "nat" and (tool == "ip4" or net.nat_ipv6):
             out += _masquerading(tool, fam, net, subnet)
         elif net.mode in ("nat", "route"):
@@ -112,14 +112,14 @@ def _chain(name, rules, head=None):
     return "\n".join(lines + ["\t}"])
 
 
-def compile_networks(networks: Sequence[_netfw.Network]) -> Dict[Tuple[str, str], str]:
+def compile_networks(networks: Sequence[_network.Network]) -> Dict[Tuple[str, str], str]:
     """{(family, 'libvirt_network'): table text} for the networks, started in the given order.
 
     Both tables exist (with empty chains) as soon as one network is declared, as with libvirt."""
     if not networks:
         return {}
-    _netfw._need_netaddr()
-    _netfw._check_unique(networks)
+    _network.need_netaddr()
+    _network.check_unique(networks)
     rules: Dict[Tuple[str, str], List[str]] = defaultdict(list)
     for tool, chain, rule in reversed([item for net in networks for item in _network_inserts(net)]):
         rules[(tool, chain)].append(rule)

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import LockError, StoreError, ToolMissingError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner, host_lock
@@ -107,6 +107,6 @@ def test_check_mode_never_probes_tc_csum():
         def tc_csum_available(self):
             raise AssertionError("check mode ran the tc probe")
 
-    net = _netfw.network_from_params(dict(name="n", bridge="br0", mode="nat", ipv4="192.168.5.1/24", dhcp=True))
+    net = _network.network_from_params(dict(name="n", bridge="br0", mode="nat", ipv4="192.168.5.1/24", dhcp=True))
     warnings = _backend.network_warnings("nftables", [net], NoProbe(), check_mode=True)
     assert len(warnings) == 1 and "DHCP on br0" in warnings[0]

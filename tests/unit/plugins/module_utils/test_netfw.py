@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import render_table
@@ -56,7 +57,7 @@ def render_ruleset(ruleset):
 
 
 def compile_case(case):
-    return _netfw.compile_networks([_netfw.network_from_params(p) for p in CASES[case]])
+    return _netfw.compile_networks([_network.network_from_params(p) for p in CASES[case]])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -118,7 +119,7 @@ def test_checksum_only_with_dhcp():
 
 def test_dhcp_and_dns_accepts_stay_without_dhcp_or_dns():
     # libvirt's iptables backend adds the host DHCP/DNS accepts whatever dnsmasq serves
-    quiet = _netfw.network_from_params(dict(DEFAULT, dhcp=False, dns=False))
+    quiet = _network.network_from_params(dict(DEFAULT, dhcp=False, dns=False))
     inp = chain(_netfw.compile_networks([quiet]), "ip4", "filter", "LIBVIRT_INP")
     assert "-i virbr0 -p udp -m udp --dport 67 -j ACCEPT" in inp
     assert "-i virbr0 -p tcp -m tcp --dport 53 -j ACCEPT" in inp
@@ -144,13 +145,13 @@ def test_nat_without_nat_ipv6_routes_ipv6():
 
 
 def test_duplicate_bridge_rejected():
-    nets = [_netfw.network_from_params(DEFAULT), _netfw.network_from_params(dict(DEFAULT, name="other"))]
+    nets = [_network.network_from_params(DEFAULT), _network.network_from_params(dict(DEFAULT, name="other"))]
     with pytest.raises(FilterXMLError, match="same bridge 'virbr0'"):
         _netfw.compile_networks(nets)
 
 
 def test_duplicate_name_rejected():
-    nets = [_netfw.network_from_params(DEFAULT), _netfw.network_from_params(dict(DEFAULT, bridge="virbr9"))]
+    nets = [_network.network_from_params(DEFAULT), _network.network_from_params(dict(DEFAULT, bridge="virbr9"))]
     with pytest.raises(FilterXMLError, match="same name 'default'"):
         _netfw.compile_networks(nets)
 
@@ -158,10 +159,10 @@ def test_duplicate_name_rejected():
 # --------------------------------------------------------------------------- params validation
 
 def test_params_defaults_and_canonical_addresses():
-    net = _netfw.network_from_params(dict(name="n", bridge="br0", ipv4="10.0.0.1/255.255.255.0",
+    net = _network.network_from_params(dict(name="n", bridge="br0", ipv4="10.0.0.1/255.255.255.0",
                                           ipv6="2001:DB8:0:0::1/64", nat_ports={"start": 1024, "end": 65535},
                                           dhcp=None, dns=None))
-    assert net == _netfw.Network(name="n", bridge="br0", mode="nat", ipv4="10.0.0.1/24", ipv6="2001:db8::1/64")
+    assert net == _network.Network(name="n", bridge="br0", mode="nat", ipv4="10.0.0.1/24", ipv6="2001:db8::1/64")
 
 
 BAD_PARAMS = [
@@ -196,7 +197,7 @@ BAD_PARAMS = [
 @pytest.mark.parametrize("params,message", BAD_PARAMS)
 def test_bad_params(params, message):
     with pytest.raises(FilterXMLError) as info:
-        _netfw.network_from_params(params)
+        _network.network_from_params(params)
     assert message in info.value.msg
     assert "network 'default'" in info.value.msg
     assert info.value.context["network"] == "default"
@@ -205,7 +206,7 @@ def test_bad_params(params, message):
 @pytest.mark.parametrize("name", ["", "a/b", "new\nline", None, " padded"])
 def test_bad_name(name):
     with pytest.raises(FilterXMLError, match="network name"):
-        _netfw.network_from_params(dict(DEFAULT, name=name))
+        _network.network_from_params(dict(DEFAULT, name=name))
 
 
 # --------------------------------------------------------------------------- network XML
@@ -236,15 +237,15 @@ DUMPXML = """<network>
 
 
 def test_parse_dumpxml():
-    net = _netfw.parse_network_xml(DUMPXML)
-    assert net == _netfw.Network(
+    net = _network.parse_network_xml(DUMPXML)
+    assert net == _network.Network(
         name="default", bridge="virbr0", mode="nat", ipv4="192.168.122.1/24", ipv6="2001:db8:ca2:2::1/64",
         forward_dev="eth0", dhcp=True, dns=False, tftp=True, nat_ports=(2000, 3000),
         nat_address=("203.0.113.10", "203.0.113.20"), nat_ipv6=True)
 
 
 def test_format_default_network_like_virsh():
-    assert _netfw.format_network_xml(_netfw.network_from_params(DEFAULT)) == (
+    assert _network.format_network_xml(_network.network_from_params(DEFAULT)) == (
         "<network>\n"
         "  <name>default</name>\n"
         "  <forward mode='nat'>\n"
@@ -264,25 +265,25 @@ def test_format_default_network_like_virsh():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_xml_round_trip(case):
     for params in CASES[case]:
-        net = _netfw.network_from_params(params)
-        text = _netfw.format_network_xml(net)
-        assert _netfw.parse_network_xml(text) == net
-        assert _netfw.format_network_xml(_netfw.parse_network_xml(text)) == text
+        net = _network.network_from_params(params)
+        text = _network.format_network_xml(net)
+        assert _network.parse_network_xml(text) == net
+        assert _network.format_network_xml(_network.parse_network_xml(text)) == text
 
 
 def test_round_trip_dumpxml_model():
-    net = _netfw.parse_network_xml(DUMPXML)
-    assert _netfw.parse_network_xml(_netfw.format_network_xml(net)) == net
+    net = _network.parse_network_xml(DUMPXML)
+    assert _network.parse_network_xml(_network.format_network_xml(net)) == net
 
 
 def test_dhcp_range_below_bridge_at_top_of_subnet():
-    text = _netfw.format_network_xml(_netfw.network_from_params(dict(DEFAULT, ipv4="10.9.0.254/24")))
+    text = _network.format_network_xml(_network.network_from_params(dict(DEFAULT, ipv4="10.9.0.254/24")))
     assert "<range start='10.9.0.1' end='10.9.0.253'/>" in text
 
 
 def test_special_characters_in_name_are_escaped():
-    net = _netfw.network_from_params(dict(DEFAULT, name="a&b<c>'d"))
-    assert _netfw.parse_network_xml(_netfw.format_network_xml(net)).name == "a&b<c>'d"
+    net = _network.network_from_params(dict(DEFAULT, name="a&b<c>'d"))
+    assert _network.parse_network_xml(_network.format_network_xml(net)).name == "a&b<c>'d"
 
 
 @pytest.mark.parametrize("xml,mode", [
@@ -293,25 +294,25 @@ def test_special_characters_in_name_are_escaped():
     ("<network><name>n</name><forward mode='open'/><bridge name='br0'/></network>", "open"),
 ])
 def test_parse_modes(xml, mode):
-    assert _netfw.parse_network_xml(xml).mode == mode
+    assert _network.parse_network_xml(xml).mode == mode
 
 
 def test_forward_dev_from_interface_element():
     xml = ("<network><name>n</name><forward mode='route'><interface dev='eth2'/></forward>"
            "<bridge name='br0'/><ip address='10.0.0.1' prefix='24'/></network>")
-    assert _netfw.parse_network_xml(xml).forward_dev == "eth2"
+    assert _network.parse_network_xml(xml).forward_dev == "eth2"
 
 
 @pytest.mark.parametrize("address", ["fd00::/64", "10.0.0.255/24", "10.0.0.0/24"])
 def test_unusable_bridge_address(address):
     with pytest.raises(FilterXMLError, match="the subnet's"):
-        _netfw.network_from_params(dict(name="n", bridge="br0", mode="route",
+        _network.network_from_params(dict(name="n", bridge="br0", mode="route",
                                         **{"ipv6" if ":" in address else "ipv4": address}))
 
 
 @pytest.mark.parametrize("address", ["fd00::ffff:ffff:ffff:ffff/64", "10.0.0.1/32", "10.0.0.0/31"])
 def test_usable_edge_addresses(address):
-    net = _netfw.network_from_params(dict(name="n", bridge="br0", mode="route",
+    net = _network.network_from_params(dict(name="n", bridge="br0", mode="route",
                                           **{"ipv6" if ":" in address else "ipv4": address}))
     assert address in (net.ipv4, net.ipv6)
 
@@ -319,13 +320,13 @@ def test_usable_edge_addresses(address):
 def test_empty_dhcp_element_means_no_dhcp():
     xml = ("<network><name>n</name><bridge name='br0'/>"
            "<ip address='10.0.0.1' netmask='255.255.255.0'><dhcp/></ip></network>")
-    assert _netfw.parse_network_xml(xml).dhcp is False
+    assert _network.parse_network_xml(xml).dhcp is False
 
 
 def test_nat_address_with_start_only():
     xml = ("<network><name>n</name><forward><nat><address start='198.51.100.7'/></nat></forward>"
            "<bridge name='br0'/><ip address='10.0.0.1' prefix='24'/></network>")
-    assert _netfw.parse_network_xml(xml).nat_address == ("198.51.100.7", "198.51.100.7")
+    assert _network.parse_network_xml(xml).nat_address == ("198.51.100.7", "198.51.100.7")
 
 
 BAD_XML = [
@@ -352,7 +353,7 @@ BAD_XML = [
 @pytest.mark.parametrize("xml,message", BAD_XML)
 def test_bad_xml(xml, message):
     with pytest.raises(FilterXMLError) as info:
-        _netfw.parse_network_xml(xml)
+        _network.parse_network_xml(xml)
     assert message in info.value.msg
 
 
@@ -362,7 +363,7 @@ def test_bad_xml(xml, message):
                                        ("open", None)])
 def test_firewalld_zone(mode, zone):
     params = dict(name="n", bridge="br0", mode=mode, ipv4="10.0.0.1/24")
-    assert _netfw.firewalld_zone_for(_netfw.network_from_params(params)) == zone
+    assert _network.firewalld_zone_for(_network.network_from_params(params)) == zone
 
 
 # --------------------------------------------------------------------------- properties
@@ -374,7 +375,7 @@ except ImportError:  # pragma: no cover - hypothesis is a test extra
 
 
 def _valid_params():
-    mode = st.sampled_from(_netfw.MODES)
+    mode = st.sampled_from(_network.MODES)
     ipv4 = st.sampled_from([None, "192.168.122.1/24", "10.0.0.254/24", "172.16.5.9/16"])
     ipv6 = st.sampled_from([None, V6, "fd00:1::9/80"])
     return st.fixed_dictionaries(dict(
@@ -396,7 +397,7 @@ def _build(draw):
         params["forward_dev"] = draw["dev"]
     if params["mode"] == "nat":
         params.update(nat_ports=draw["ports"], nat_ipv6=bool(params["ipv6"]) and draw["flags"])
-    return _netfw.network_from_params(params)
+    return _network.network_from_params(params)
 
 
 if given is not None:
@@ -404,7 +405,7 @@ if given is not None:
     @given(_valid_params())
     def test_property_xml_round_trip(draw):
         net = _build(draw)
-        assert _netfw.parse_network_xml(_netfw.format_network_xml(net)) == net
+        assert _network.parse_network_xml(_network.format_network_xml(net)) == net
 
     @settings(max_examples=100, deadline=None)
     @given(_valid_params())

@@ -4,7 +4,7 @@
 """Virtual networks on nftables: libvirt >= 10.4's table layout, from the same Network objects."""
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import networks as _netfw_nft  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
@@ -15,7 +15,7 @@ DEFAULT = dict(name="default", bridge="virbr0", ipv4="192.168.122.1/24")
 
 
 def net(**options):
-    return _netfw.network_from_params(dict(DEFAULT, **options))
+    return _network.network_from_params(dict(DEFAULT, **options))
 
 
 def chains(text):

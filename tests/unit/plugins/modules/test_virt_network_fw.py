@@ -14,6 +14,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
@@ -55,7 +56,7 @@ def compiled_rules(*networks):
 
 
 def network(name, bridge, **options):
-    return _netfw.network_from_params(dict(name=name, bridge=bridge, **options))
+    return _network.network_from_params(dict(name=name, bridge=bridge, **options))
 
 
 NAT = dict(bridge="br0", ipv4="192.168.100.1/24", ipv6="fd00:100::1/64", mode="nat")
@@ -64,7 +65,7 @@ NAT = dict(bridge="br0", ipv4="192.168.100.1/24", ipv6="fd00:100::1/64", mode="n
 def test_module_defaults_are_libvirt_defaults():
     """A <network> without <dhcp>, with DNS on and no NAT options: the module and Network agree."""
     defaults = module_defaults(module)
-    for field in dataclasses.fields(_netfw.Network):
+    for field in dataclasses.fields(_network.Network):
         if field.default is not dataclasses.MISSING and field.name in defaults:
             want = list(field.default) if isinstance(field.default, tuple) else field.default
             assert defaults[field.name] == want, field.name
@@ -143,7 +144,7 @@ def test_present_without_bridge_names_the_fix(tmp_path):
 
 
 def test_network_xml_name_must_match(tmp_path):
-    xml = _netfw.format_network_xml(network("lab", "br0", ipv4="192.168.100.1/24"))
+    xml = _network.format_network_xml(network("lab", "br0", ipv4="192.168.100.1/24"))
     with pytest.raises(FilterXMLError, match="does not match"):
         _actions.virt_network_fw(params(tmp_path, name="other", network_xml=xml), False, runner=new_host())
     result = _actions.virt_network_fw(params(tmp_path, network_xml=xml, state="absent"), False, runner=new_host())
