@@ -216,8 +216,8 @@ def _build_match(protocol, negate, pairs, where, notes):
                                                                        hint))
             continue
         try:
-            if _schema.parse_var_ref(value) is None:
-                value = _schema.canonical_value(protocol, name, value)
+            ref = _schema.canonical_var_ref(value)
+            value = _schema.canonical_value(protocol, name, value) if ref is None else ref
         except FilterXMLError as exc:
             raise FilterXMLError("%s, %s" % (where, exc), **dict(exc.context)) from None
         values[name] = value

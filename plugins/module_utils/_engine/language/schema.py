@@ -180,7 +180,8 @@ MAX_IPSET_NAME_LEN = 31
 
 _CHAIN_CHARS = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _IPSET_CHARS = re.compile(r"^[A-Za-z0-9_.:+ -]+$")
-_VAR_REF = re.compile(r"^\$([A-Za-z0-9_]+)(?:\[(\d+)\]|\[@(\d+)\])?$")
+# libvirt (virNWFilterVarAccessParse) allows blanks inside the brackets and after them
+_VAR_REF = re.compile(r"^\$([A-Za-z0-9_]+)(?:\[[ \t\r\n]*(@?)[ \t\r\n]*([0-9]+)[ \t\r\n]*\][ \t\r\n]*)?$")
 MAX_ITERATOR_ID = 1000  # libvirt's VIR_NWFILTER_MAX_ITERID
 _MAC = re.compile(r"^[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}$")
 
@@ -229,7 +230,8 @@ def chain_priority(chain, priority=None):
 def parse_var_ref(value):
     """Split a variable reference: None for a literal, else (name, index, iterator).
 
-    ``$X`` -> (X, None, None); ``$X[2]`` -> (X, 2, None); ``$X[@1]`` -> (X, None, 1).
+    ``$X`` -> (X, None, None); ``$X[2]`` -> (X, 2, None); ``$X[@1]`` -> (X, None, 1).  Blanks
+    inside and after the brackets are allowed, as libvirt allows them: ``$X[ @1 ] `` is ``$X[@1]``.
     A value starting with ``$`` that is not a well-formed reference raises FilterXMLError.
     """
     if not isinstance(value, str) or not value.startswith("$"):
@@ -239,12 +241,27 @@ def parse_var_ref(value):
         raise FilterXMLError(
             "malformed variable reference %r: use $NAME, $NAME[index] or $NAME[@iterator] "
             "(NAME of letters, digits and _)" % value, value=value)
-    name, index, iterator = found.groups()
-    if iterator is not None and int(iterator) > MAX_ITERATOR_ID:
+    name, at, number = found.groups()
+    if number is None:
+        return (name, None, None)
+    if not at:
+        return (name, int(number), None)
+    if int(number) > MAX_ITERATOR_ID:
         raise FilterXMLError("iterator id in %r is above %d: use a smaller one" % (value, MAX_ITERATOR_ID),
                              value=value)
-    return (name, None if index is None else int(index),
-            None if iterator is None else int(iterator))
+    return (name, None, int(number))
+
+
+def canonical_var_ref(value):
+    """The reference as libvirt prints it back (``$X[ 0]`` -> ``$X[0]``, ``$X[@0]`` -> ``$X``),
+    or None for a literal."""
+    ref = parse_var_ref(value)
+    if ref is None:
+        return None
+    name, index, iterator = ref
+    if index is not None:
+        return "$%s[%d]" % (name, index)
+    return "$%s[@%d]" % (name, iterator) if iterator else "$" + name
 
 
 def attr_type(protocol, attr):

@@ -57,6 +57,17 @@ def test_fixture_parses_into_model():
     assert flt.references == ("clean-traffic",)
 
 
+def test_variable_references_with_blanks_are_normalised_as_libvirt_prints_them():
+    flt, warnings = fx.parse_filter_xml(rule_xml(
+        "<tcp srcipaddr='$A[ 0]' dstipaddr='$B[  @0 ] ' srcportstart='$P[ @2 ]'/>"))
+    assert warnings == []
+    assert flt.rules[0].matches[0].attrs == (("srcipaddr", "$A[0]"), ("dstipaddr", "$B"),
+                                             ("srcportstart", "$P[@2]"))
+    text = fx.format_filter_xml(flt)
+    assert "srcipaddr='$A[0]'" in text and "dstipaddr='$B'" in text and "srcportstart='$P[@2]'" in text
+    assert fx.parse_filter_xml(text)[0] == flt
+
+
 def test_fixture_formats_to_reviewed_canonical_xml():
     flt, warnings = fx.parse_filter_xml(fixture("web-guest.xml"))
     assert fx.format_filter_xml(flt) == fixture("web-guest.canonical.xml")

@@ -213,13 +213,31 @@ def test_every_attribute_has_a_validator():
     ("$IP[2]", ("IP", 2, None)),
     ("$IP[@1]", ("IP", None, 1)),
     ("$DHCPSERVER_V6[@1000]", ("DHCPSERVER_V6", None, 1000)),
+    ("$A[ 0]", ("A", 0, None)),
+    ("$B[  @0 ] ", ("B", None, 0)),
+    ("$C[@ 7\t]\n", ("C", None, 7)),
+    ("$D[ 03 ]", ("D", 3, None)),
 ])
 def test_parse_var_ref(value, expected):
     assert schema.parse_var_ref(value) == expected
 
 
+@pytest.mark.parametrize("value,expected", [
+    ("10.0.0.1", None),
+    ("$IP", "$IP"),
+    ("$A[ 0]", "$A[0]"),
+    ("$B[  @0 ] ", "$B"),
+    ("$B[@0]", "$B"),
+    ("$C[ @2]", "$C[@2]"),
+    ("$D[ 03 ]  ", "$D[3]"),
+])
+def test_canonical_var_ref_prints_what_libvirt_prints(value, expected):
+    assert schema.canonical_var_ref(value) == expected
+
+
 @pytest.mark.parametrize("value", ["$", "$IP[", "$IP[x]", "$IP[@]", "$I-P", "$IP[1][2]",
-                                   "$IP[@1001]", "$IP ", "$IP[-1]"])
+                                   "$IP[@1001]", "$IP ", "$IP[-1]", "$IP [0]", "$IP[@ 1001 ]",
+                                   "$IP[0] x", "$IP[+1]", "$IP[\u0663]"])
 def test_parse_var_ref_malformed(value):
     with pytest.raises(FilterXMLError):
         schema.parse_var_ref(value)
