@@ -226,7 +226,11 @@ def atomic_replace(path, data: Optional[bytes]):
             raise StoreError("cannot remove %s: %s" % (path, exc.strerror or exc), path=path) from None
         return
     folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise StoreError("cannot write %s: %s; make %s writable for this user"
+                         % (path, exc.strerror or exc, folder), path=path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

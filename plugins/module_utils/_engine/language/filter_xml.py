@@ -71,7 +71,8 @@ class _Notes:
 
     def note(self, msg, **context):
         if self.strict:
-            raise FilterXMLError(msg + " (not accepted in strict mode)", **context)
+            raise FilterXMLError(msg + " (not accepted in strict mode: correct it, or set strict to false to accept it "
+                                       "with a warning)", **context)
         self.warnings.append(msg)
 
 

@@ -4,7 +4,10 @@
 """Faults in the middle of a module run (simulated kernel): store and kernel move together."""
 
 import errno
+import json
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -71,15 +74,61 @@ def test_failed_first_network_leaves_no_networks_dir(tmp_path):
     assert not os.path.exists(os.path.join(root, "store"))
 
 
-def test_read_only_store_changes_nothing(world):
-    root, host = world
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
+NOBODY = 65534
+
+
+def _refused_by_read_only_store(root, host):
+    """In this (child) process: make filters/ read-only, define a filter, report the outcome."""
     before = H.snapshot(root, host)
     os.chmod(os.path.join(root, "store", "filters"), 0o555)
     try:
-        with pytest.raises(StoreError):
-            _actions.nwfilter(H.filter_params(root, xml="<filter name='fresh'/>"), False, host)
+        _actions.nwfilter(H.filter_params(root, xml="<filter name='fresh'/>"), False, host)
+        outcome = "no error"
+    except StoreError as exc:
+        outcome = "StoreError: " + exc.msg
+    except Exception as exc:  # reported to the parent, which fails the test with it
+        outcome = "%s: %s" % (type(exc).__name__, exc)
     finally:
         os.chmod(os.path.join(root, "store", "filters"), 0o755)
-    assert H.snapshot(root, host) == before
+    return outcome, H.snapshot(root, host) == before
+
+
+def test_read_only_store_changes_nothing(tmp_path):
+    # Root ignores directory permissions, and the test command runs as root: the call runs in a
+    # child that drops to nobody (owning the world), so the read-only directory really refuses it.
+    root = tempfile.mkdtemp(prefix="hfw-ro-", dir="/tmp")
+    try:
+        host = H.FakeHost()
+        H.populate(root, host)
+        host.restores.clear()
+        if os.geteuid() == 0:
+            os.chmod(root, 0o755)
+            for dirpath, dirnames, filenames in os.walk(root):
+                for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+                    os.lchown(name, NOBODY, NOBODY)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            status = 1
+            try:
+                os.close(read_end)
+                if os.geteuid() == 0:
+                    os.setgroups([])
+                    os.setgid(NOBODY)
+                    os.setuid(NOBODY)
+                with os.fdopen(write_end, "w") as report:
+                    json.dump(_refused_by_read_only_store(root, host), report)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        with os.fdopen(read_end) as report:
+            text = report.read()
+        _pid, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "child failed: %r" % text
+        outcome, unchanged = json.loads(text)
+        assert outcome.startswith("StoreError: ") and "filters" in outcome, outcome
+        assert "Permission denied" in outcome, outcome
+        assert unchanged, "a refused write changed the store or the kernel"
+    finally:
+        shutil.rmtree(root)

@@ -22,10 +22,95 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors
 )
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import hostile_host as H
 
-# a message "says how to fix" when it gives an instruction or states the valid form
-FIX = re.compile(r"out of range -?\d|is not an? [\w$]|is not (1 to|MASK)|longer than|\b(use|remove|give|add|set|define|rename|"
-                 r"move|write|drop|fix|install|name|point|"
-                 r"expected|must|needs?|only|not accepted|did you mean|wait|split|shorten)\b", re.I)
+# Every case id belongs to exactly one class below, and its message must carry that class's concrete
+# fix: the instruction, or the exact valid form (range, value list, format) the input must take.
+_STRICT = r"not accepted in strict mode: correct it, or set strict to false to accept it with a warning"
+_VALID_FORM = (r"is out of range \d+-\d+$|\(expected (decimal|aa:bb:cc:dd:ee:ff|true or false|one of .+ or |8-4-4-4-12)"
+               r"|is not an IPv[46] address$|is not a contiguous (MAC mask \(ones, then zeros\)|netmask)$"
+               r"|is not a list of NEW, ESTABLISHED|is not a list of FIN, SYN|is not MASK/FLAGS \(e\.g\. 'SYN,ACK/SYN'\)"
+               r"|is not an ipset name \(1-31 of |is not 1 to 6 comma-separated src/dst flags$"
+               r"|is longer than 256 characters$|is not a string$")
+_DEVICE = r"use 1 to 15 characters from A-Z, a-z, 0-9, '_', '\.', '-' \(no '\+', '/', spaces or quotes\)"
+FIXES = (
+    (r"xml-(empty|blank|text|unclosed|mismatch|two-roots|bad-attr|nul|undefined-entity|bad-utf8|deep|cdata-only"
+     r"|lowercase-doctype)|binding-xml-lowercase-doctype", r"\): fix the document$"),
+    (r"xml-wrong-root", r"expected <filter>$"),
+    (r"xml-(no|slash|empty)-name", r": give a non-empty name without '/'$"),
+    (r"(binding-)?xml-(doctype|xxe-file|xxe-net|param-entity|billion-laughs)",
+     r"; remove it \(DTDs and entities are not accepted\)$"),
+    (r"xml-xinclude|strict-.*|rule-protocol-\d+", _STRICT),
+    (r"binding-xml-xinclude", r"<portdev name='\.\.\.'> is required$"),
+    (r"xml-huge(-comment)?", r"more than the limit of 1048576: split it$"),
+    (r"(attr|type)-.*", _VALID_FORM),
+    (r"rule-action-\d+", r"must be one of drop, reject, accept, return, continue$"),
+    (r"rule-direction-\d+", r"must be one of in, out, inout$"),
+    (r"entries-[0-2]", r"entries must be a list, got \w+$"),
+    (r"entries-[34]", r"each entry needs exactly one key, 'rule' or 'filterref'"),
+    (r"chain-0", r"is outside \[-1000, 1000\]: use a value in that range$"),
+    (r"chain-1|chain-suffix-13", r"is longer than 12 characters$"),
+    (r"chain-[23]", r"contains characters other than A-Z a-z 0-9 _ \. : -$"),
+    (r"chain-4", r"use 'root' or a name starting with one of mac, vlan, stp, arp, rarp, ipv4, ipv6$"),
+    (r"chain-5", r"chain name must be a non-empty string$"),
+    (r"uuid-\d+", r"\(expected 8-4-4-4-12 hex digits\)$"),
+    (r"uuid-conflict", r": drop the <uuid> element or use the existing uuid$"),
+    (r"filterref-param-[03]", r"parameter name '.*' must be letters, digits and _$"),
+    (r"filterref-param-\d+|clean-traffic-ip-[1235]|inject-ip-[013-7]|inject-comment-var-\d+",
+     r"parameter \w+ value .* must be non-empty letters, digits, _ \. :$"),
+    (r"name-mismatch", r": use the same name in both$"),
+    (r"filter-name-\d+", r": use up to 128 characters from A-Z a-z 0-9 _ \. : - \(not starting with '\.'\)$"),
+    (r"var-[0-3]", r"\. Fix: pass V(, W)? in the binding parameters, and give every indexed list enough values$"),
+    (r"var-4", r"\(set V to a valid value\)$"),
+    (r"var-iterator-too-big", r"is above 1000: use a smaller one$"),
+    (r"clean-traffic-ip-[046]|inject-ip-2", r"\(set IP to a valid value\)$"),
+    (r"ipv6-family-\d+", r"\(set IPV6 to a valid value\)$"),
+    (r"explosion", r": shorten the value lists or walk them in step \(same iterator\) instead of combining them$"),
+    (r"cycle-\d+", r"forms a reference cycle: remove one of these references$"),
+    (r"unknown-filter-binding|inject-filter-name-\d+",
+     r"which is not defined on this host: define it first \(e\.g\. with the default_filters role\)$"),
+    (r"unknown-ref-binding", r"\(did you mean 'no-ip-spoofing'\?\): define that filter first or fix the reference$"),
+    (r"break-bound-filter", r": define that filter first or fix the reference$"),
+    (r"undefine-(used|referenced)", r": remove those references first$"),
+    (r"portdev(-list)?-9", r"a binding needs either portdev \(a fixed tap\) or domain"),
+    (r"portdev(-list|-absent)?-(\d|1[0-4])|binding-xml-portdev-\d+", _DEVICE),
+    (r"bridge-9", r"needs bridge \(or network_xml\): name the bridge device$"),
+    (r"bridge-\d+|forward-dev-\d+|network-xml-bridge", _DEVICE + r"\): rename the device$"),
+    (r"portdev-twice", r"is bound twice in one call: give each NIC once$"),
+    (r"mac-[35]", r"a binding needs mac \(got "),
+    (r"mac-\d+", r"is not a MAC address \(write it as 52:54:00:12:34:56\)$"),
+    (r"network-ipv4-(v6|range|prefix)", r": give an IPv4 address/prefix here$"),
+    (r"network-ipv6-v4", r": give an IPv6 address/prefix here$"),
+    (r"network-ipv4-text", r": write it like 192\.168\.122\.1/24$"),
+    (r"network-mode", r": use one of isolated, nat, route, open$"),
+    (r"network-ports-(order|range)", r": use 1 <= start < end <= 65535 \(default 1024-65535\)$"),
+    (r"network-(ports-shape|nat-address)", r": give \[start, end\] or \{start: \.\.\., end: \.\.\.\}$"),
+    (r"network-dhcp-type", r"not a boolean: use true or false$"),
+    (r"network-name-(slash|newline)", r": give 1-255 characters without '/', control characters or surrounding spaces$"),
+    (r"network-nat-v6-no-v6", r": set ipv6 or drop nat_ipv6$"),
+    (r"network-route-no-ip", r": set ipv4 and/or ipv6$"),
+    (r"network-dhcp-no-room", r": use an IPv4 prefix of /30 or shorter$"),
+    (r"network-bridge-taken", r": one network per bridge; use another bridge or remove that network$"),
+    (r"network-xml-malformed", r"\): fix the document$"),
+    (r"network-xml-doctype", r"are not accepted: remove them$"),
+    (r"network-xml-root", r": give a <network> document$"),
+    (r"store-format-(foreign|empty)-\w+", r"written by another tool or version; move it away or point config_dir elsewhere$"),
+    (r"store-(stray-file|stray-ext|dir-as-file)-\w+", r"only NAME\.xml files written by this collection belong there; remove it$"),
+    (r"store-(bad-xml|doctype|binary|binding-bad|network-bad)-\w+", r"is corrupt: .*; fix or remove it$"),
+    (r"store-(wrong-name|binding-name)-\w+", r"describes '\w+', not '\w+': rename or remove it$"),
+    (r"store-format-dir-\w+", r"Is a directory.*\): remove it or point config_dir elsewhere$"),
+    (r"config-dir-file", r"is not a directory: point config_dir at a directory$"),
+    (r"inject-comment-newline", r"it must be one line of at most 255 characters$"),
+    (r"inject-ipset-space", r"contains whitespace; remove the whitespace$"),
+)
+
+
+def fix_for(case_id):
+    """The fix phrase of the first class whose id pattern matches ``case_id`` (None: no class)."""
+    for id_pattern, phrase in FIXES:
+        if re.fullmatch(id_pattern, case_id):
+            return phrase
+    return None
+
+
 MAC = "52:54:00:00:00:20"
 
 
@@ -355,6 +440,12 @@ def test_corpus_is_big_and_ids_unique():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+def test_every_fix_class_is_used_and_no_case_is_left_out():
+    used = {fix_for(c.id) for c in CASES}
+    assert None not in used, [c.id for c in CASES if fix_for(c.id) is None]
+    assert [phrase for _pattern, phrase in FIXES if phrase not in used] == []
+
+
 @pytest.mark.parametrize("hostile", CASES, ids=[c.id for c in CASES])
 def test_hostile_input_is_refused_cleanly(hostile, world, tmp_path):
     root = str(tmp_path)
@@ -367,7 +458,9 @@ def test_hostile_input_is_refused_cleanly(hostile, world, tmp_path):
     err = caught.value
     assert isinstance(err, hostile.errors), "%s: %r" % (type(err).__name__, err.msg)
     assert hostile.names in err.msg, err.msg
-    assert FIX.search(err.msg), "no fix in %r" % err.msg
+    fix = fix_for(hostile.id)
+    assert fix is not None, "case %s belongs to no class in FIXES: give its class a fix phrase" % hostile.id
+    assert re.search(fix, err.msg), "%s: the fix %r is missing from %r" % (hostile.id, fix, err.msg)
     assert "Traceback" not in err.msg
     assert H.snapshot(root, host) == before
 
