@@ -425,7 +425,7 @@ def _ipt_rule(rule: _Rule, tool, d_in, state, def_match, accept_target, may_skip
         return None
     matches = []
     if rule.has("srcmacaddr") and not d_in:
-        matches += ["-m", "mac"] + rule.neg("srcmacaddr") + ["--mac-source", rule.val("srcmacaddr").upper()]
+        matches += ["-m", "mac"] + rule.neg("srcmacaddr") + ["--mac-source", rule.val("srcmacaddr").lower()]
     matches += _ipt_ranges(rule, d_in, version)
     if rule.has("dscp"):
         matches += ["-m", "dscp"] + rule.neg("dscp") + ["--dscp", "0x%02x" % P.number(rule.val("dscp"))]
