@@ -81,7 +81,8 @@ definition:
 tree:
   description:
     - Reference tree of O(name), each node C({name, references}); an unknown reference is marked
-      C(missing), a reference back into its own path C(cycle).
+      C(missing), a reference back into its own path C(cycle), and a filter whose subtree is already shown
+      earlier in the tree C(repeated) (without its references).
   returned: when O(name) is given
   type: dict
 used_by:

@@ -29,6 +29,8 @@ from .model import Binding, Filter, FilterRef, Instantiation, ResolvedMatch, Rul
 from . import schema as _schema
 
 MAX_INSTANCES = 100000
+# distinct (filter, variable values) pairs one binding's filterref tree may visit
+MAX_TREE_NODES = 10000
 
 Variables = Dict[str, Tuple[str, ...]]
 
@@ -48,49 +50,67 @@ def find_cycle(filters: Mapping[str, Filter], candidate: Filter) -> None:
     """Raise ResolveError if defining ``candidate`` (replacing its namesake) closes a cycle.
 
     Like libvirt, follow the existing definitions from the candidate and fail when the candidate's
-    own name is reached; references to filters not defined yet are allowed.
+    own name is reached; references to filters not defined yet are allowed.  Iterative, and each
+    filter is entered once, so any depth and any sharing cost time linear in the references.
     """
     target = candidate.name
-    no_way_back = set()
-
-    def walk(flt, path):
-        for ref in flt.references:
-            if ref == target:
-                raise _cycle_error(path + [target])
-            child = filters.get(ref)
-            if child is None or ref in no_way_back or ref in path:
-                continue
-            walk(child, path + [ref])
-            no_way_back.add(ref)
-
-    walk(candidate, [target])
-
-
-def _reaches(filters, start, goal, memo):
-    """True when the tree of ``start`` uses ``goal``; memo holds answers already known."""
-    if start in memo:
-        return memo[start]
-    memo[start] = False  # guards against cycles left in an inconsistent store
-    flt = filters.get(start)
-    found = flt is not None and any(ref == goal or _reaches(filters, ref, goal, memo) for ref in flt.references)
-    memo[start] = found
-    return found
+    done = set()
+    path = [target]
+    stack = [iter(candidate.references)]
+    while stack:
+        ref = next(stack[-1], None)
+        if ref is None:
+            stack.pop()
+            done.add(path.pop())
+            continue
+        if ref == target:
+            raise _cycle_error(path + [target])
+        child = filters.get(ref)
+        if child is None or ref in done or ref in path:
+            continue
+        path.append(ref)
+        stack.append(iter(child.references))
 
 
 def dependants(filters: Mapping[str, Filter], name: str) -> List[str]:
     """Sorted names of the filters whose tree (transitively) references ``name``."""
-    memo = {}
-    return sorted(other for other in filters if other != name and _reaches(filters, other, name, memo))
+    users: Dict[str, List[str]] = {}
+    for other, flt in filters.items():
+        for ref in set(flt.references):
+            users.setdefault(ref, []).append(other)
+    found, todo = set(), [name]
+    while todo:
+        for user in users.get(todo.pop(), ()):
+            if user not in found:
+                found.add(user)
+                todo.append(user)
+    found.discard(name)
+    return sorted(found)
 
 
-def tree(filters: Mapping[str, Filter], name: str, _path=()) -> dict:
-    """``{name, references: [...]}`` for display; unknown filters get ``missing: True``."""
-    flt = filters.get(name)
-    if flt is None:
-        return {"name": name, "missing": True, "references": []}
-    if name in _path:
-        return {"name": name, "cycle": True, "references": []}
-    return {"name": name, "references": [tree(filters, ref, _path + (name,)) for ref in flt.references]}
+def tree(filters: Mapping[str, Filter], name: str) -> dict:
+    """``{name, references: [...]}`` for display; unknown filters get ``missing: True``.
+
+    A filter's subtree is shown where it first appears; later uses are marked ``repeated`` so the
+    display grows with the references, not with the paths (which double with every shared level).
+    """
+    root = {"name": name, "references": []}
+    shown = set()
+    todo = [(root, ())]
+    while todo:
+        node, path = todo.pop()
+        flt = filters.get(node["name"])
+        if flt is None:
+            node["missing"] = True
+        elif node["name"] in path:
+            node["cycle"] = True
+        elif node["name"] in shown:
+            node["repeated"] = True
+        else:
+            shown.add(node["name"])
+            node["references"] = [{"name": ref, "references": []} for ref in flt.references]
+            todo.extend((child, path + (node["name"],)) for child in reversed(node["references"]))
+    return root
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,21 +214,105 @@ def _unknown(name, referrer, filters):
     )
 
 
-def _flatten(filters, flt, variables, path, out, used):
-    """Append (filter, rule, variables) for every rule of ``flt``'s tree, depth first."""
-    used.add(flt.name)
-    for entry in flt.entries:
-        if isinstance(entry, FilterRef):
+def _tree_too_big(name):
+    return ResolveError(
+        "filter '%s': its filterref tree holds more than %d distinct (filter, variable values) pairs, the "
+        "limit: reference fewer filters or pass fewer distinct parameters down the tree" % (name, MAX_TREE_NODES),
+        filter=name,
+        limit=MAX_TREE_NODES,
+    )
+
+
+def _child_variables(entry, variables):
+    child = variables_from(entry.parameters)
+    child.update(variables)  # the caller's variables win
+    return child
+
+
+def _node_key(name, variables):
+    return (name, tuple(sorted(variables.items())))
+
+
+def _walk(filters, root, variables):
+    """Each distinct (filter, variable values) node of the tree once, iteratively.
+
+    Returns ``(nodes, alias, root key)``: nodes[key] = (filter, variables, items), items in
+    document order being ``(True, rule)`` or ``(False, child key)``; children without rules are left
+    out and a node that only forwards to one child is aliased to it, so a later walk over the items
+    touches at most about two nodes per rule.  Counts are checked as they grow, so a tree that
+    repeats filters exponentially is refused before anything is expanded.
+    """
+    counts: Dict[tuple, int] = {}
+    nodes: Dict[tuple, tuple] = {}
+    alias: Dict[tuple, tuple] = {}
+    top = _node_key(root.name, variables)
+    # frame: [filter, variables, key, entries iterator, items, rule count]
+    stack = [[root, variables, top, iter(root.entries), [], 0]]
+    path = [root.name]
+    while stack:
+        frame = stack[-1]
+        flt, flt_vars, key, entries, items, _count = frame
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            path.pop()
+            counts[key] = frame[5]
+            nodes[key] = (flt, flt_vars, tuple(items))
+            if len(items) == 1 and not items[0][0]:
+                alias[key] = alias.get(items[0][1], items[0][1])
+            if stack:
+                _add(stack[-1], key, counts[key])
+            continue
+        if not isinstance(entry, FilterRef):
+            items.append((True, entry))
+            frame[5] += 1
+        else:
             if entry.filter in path:
-                raise _cycle_error(list(path) + [entry.filter])
+                raise _cycle_error(path + [entry.filter])
             child = filters.get(entry.filter)
             if child is None:
                 raise _unknown(entry.filter, "filter '%s'" % flt.name, filters)
-            child_vars = variables_from(entry.parameters)
-            child_vars.update(variables)  # the caller's variables win
-            _flatten(filters, child, child_vars, path + (entry.filter,), out, used)
+            child_vars = _child_variables(entry, flt_vars)
+            child_key = _node_key(child.name, child_vars)
+            if child_key in counts:
+                _add(frame, child_key, counts[child_key])
+            else:
+                if len(counts) + len(stack) >= MAX_TREE_NODES:
+                    raise _tree_too_big(root.name)
+                stack.append([child, child_vars, child_key, iter(child.entries), [], 0])
+                path.append(child.name)
+        if frame[5] > MAX_INSTANCES:
+            raise _explosion(flt.name, frame[5])
+    return nodes, alias, top
+
+
+def _add(frame, child_key, count):
+    if count:
+        frame[4].append((False, child_key))
+        frame[5] += count
+
+
+def _flatten(filters, root, variables):
+    """(filter, rule, variables) for every rule of ``root``'s tree, depth first in document order,
+    and the names of every filter the tree uses."""
+    nodes, alias, top = _walk(filters, root, variables)
+    out = []
+    stack = [alias.get(top, top)]
+    positions = [0]
+    while stack:
+        flt, flt_vars, items = nodes[stack[-1]]
+        if positions[-1] == len(items):
+            stack.pop()
+            positions.pop()
+            continue
+        is_rule, item = items[positions[-1]]
+        positions[-1] += 1
+        if is_rule:
+            out.append((flt, item, flt_vars))
         else:
-            out.append((flt, entry, variables))
+            stack.append(alias.get(item, item))
+            positions.append(0)
+    return out, {key[0] for key in nodes}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,9 +506,7 @@ def instantiate(binding: Binding, filters: Mapping[str, Filter], memo=None) -> I
         raise _unknown(binding.filter, "the binding of '%s'" % binding.label, filters)
     variables = variables_from(binding.parameters)
     variables.setdefault("MAC", (binding.mac,))
-    flat: list = []
-    used: set = set()
-    _flatten(filters, root, variables, (root.name,), flat, used)
+    flat, used = _flatten(filters, root, variables)
     _check_variables(flat, binding.label)
     memo = new_memo() if memo is None else memo
     instances: List[RuleInstance] = []
