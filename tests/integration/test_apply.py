@@ -14,7 +14,8 @@ from save_views import foreign_view, without_comments
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError, ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS, Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, Chain, TableState
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import Runner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import builtin_policies, parse_save
 

@@ -15,7 +15,8 @@ import uuid
 import pytest
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOLS, render_table
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import render_table
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 
 _CASES_PATH = os.path.join(os.path.dirname(__file__), "..", "unit", "plugins", "module_utils", "compile_xt_cases.py")
 _spec = importlib.util.spec_from_file_location("compile_xt_cases", _CASES_PATH)

@@ -34,7 +34,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host i
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import _RESTORE_OPTS, HostRunner, host_lock
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 

@@ -29,7 +29,8 @@ from lab.battery import CASES, SPOOF_IPV4
 from save_views import foreign_view, without_comments
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import device_of_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import parse_save
 
 pytestmark = pytest.mark.skipif(

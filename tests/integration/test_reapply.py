@@ -25,7 +25,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.langua
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, is_builtin_chain
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
 

@@ -19,6 +19,7 @@ from .xtables import names as _names
 from .language import network as _network
 from .xtables import networks as _netfw
 from .nftables import networks as _netfw_nft
+from .nftables.writer import render_table
 from .host import transitions as _ops
 from . import backend as _backend
 from .language import resolve as _resolve
@@ -379,7 +380,7 @@ def virt_network_fw(params, check_mode, runner=None):
     if state_param == "rendered":
         if _backend.choose(params["config_dir"], params.get("backend")) == "nftables":
             tables = _netfw_nft.compile_networks([network])
-            return dict(changed=False, rendered={"nft": "".join(tables[key] for key in sorted(tables))})
+            return dict(changed=False, rendered={"nft": "".join(render_table(tables[key]) for key in sorted(tables))})
         desired = _netfw.compile_networks([network])
         return dict(changed=False, rendered=_service.render_payloads(desired))
     runner = runner or Runner()

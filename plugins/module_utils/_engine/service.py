@@ -22,6 +22,7 @@ from .host import placement as _guests
 from .xtables import names as _names
 from .xtables import networks as _netfw
 from .nftables import networks as _netfw_nft
+from .nftables.writer import render_table
 from .language import resolve as _resolve
 from .host import runtime as _runtime
 from .host import store as _store
@@ -84,7 +85,7 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
         instantiations = []
     nics = _compile_xt.compile_nics(instantiations)
     if state.drop_unbound_taps:
-        nics = _guests.add_unbound_drop(nics, _guests.placed_taps(placements))
+        nics = _compile_xt.add_unbound_drop(nics, _guests.placed_taps(placements))
     ordered = [state.networks[name] for name in sorted(state.networks)]
     if nft_out is not None:
         nft_out[0].tables.update(_netfw_nft.compile_networks(ordered))
@@ -284,7 +285,7 @@ def render_payloads(desired, nft_out=None):
     the_plan = plan_rules(desired, {})
     rendered = {TOOL_LABEL[tool]: the_plan.payload(tool) for tool in the_plan.tools_changed}
     if nft_out:
-        rendered["nft"] = "".join(text for _key, text in sorted(nft_out[0].tables.items()))
+        rendered["nft"] = "".join(render_table(table) for _key, table in sorted(nft_out[0].tables.items()))
         rendered["nft_notes"] = list(nft_out[0].notes)
     return rendered
 

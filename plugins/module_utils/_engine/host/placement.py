@@ -25,9 +25,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import FilterXMLError
 from ..language import filter_xml as _filterxml
-from ..xtables import names as _names
+from ..language.devices import check_device
 from ..language import schema as _schema
-from ..xtables.ruleset import Chain, TableState
 
 NOT_RUNNING = "not running"
 RUNNING = "running"
@@ -174,7 +173,7 @@ def domain_nics(root) -> Tuple[GuestNic, ...]:
         tap = None if target is None else target.get("dev")
         if tap is not None:
             # a name we would hand to iptables: never a wildcard, never shell text
-            _names.check_device(tap, "tap of domain %s" % (root.findtext("name") or "?"))
+            check_device(tap, "tap of domain %s" % (root.findtext("name") or "?"))
         nics.append(GuestNic(canonical_mac(mac_node.get("address"), "domain interface <mac>:"), tap,
                              None if alias is None else alias.get("name")))
     return tuple(nics)
@@ -184,27 +183,3 @@ def parse_domain_xml(text) -> Tuple[Optional[str], Tuple[GuestNic, ...]]:
     """(name, NICs) of libvirt's live domain XML, as a qemu hook receives it on stdin."""
     root = _filterxml._parse_document(text, "domain")
     return (root.findtext("name") or "").strip() or None, domain_nics(root)
-
-
-# ---------------------------------------------------------------- drop_unbound_taps
-
-def add_unbound_drop(ruleset, taps):
-    """Ruleset plus the fail-closed rule: frames from any vnet* tap without a binding are dropped.
-
-    Every bound tap must jump away before the DROP.  A tap whose filter has no from-guest
-    ebtables rules (an iptables-only filter) gets an empty root chain: its ACCEPT policy lets the
-    frame on to the filter's other layers.
-    """
-    state = ruleset.get(("eb", "nat")) or TableState("eb", "nat")
-    chains = dict(state.chains)
-    pre = [rule for chain, rule in state.hooks if chain == "PREROUTING"]
-    post = [(chain, rule) for chain, rule in state.hooks if chain != "PREROUTING"]
-    jumped = {rule.split()[1] for rule in pre}
-    for tap in sorted(set(taps) - jumped):
-        root = _names.eb_root("I", tap)
-        chains[root] = Chain(root, (), "ACCEPT")
-        pre.append("-i %s -j %s" % (tap, root))
-    pre.append(_names.UNBOUND_TAP_DROP)  # the parser knows it as ours by this exact text (see _names)
-    result = dict(ruleset)
-    result[("eb", "nat")] = TableState("eb", "nat", chains, tuple(("PREROUTING", r) for r in pre) + tuple(post))
-    return result

@@ -18,7 +18,13 @@ import subprocess
 import time
 
 from ..errors import ApplyError, LockError, ToolMissingError
-from ..xtables.ruleset import TOOLS
+
+# tool key -> (save binary, restore binary) of the xtables tools this runner can run
+TOOLS = {
+    "eb": ("ebtables-save", "ebtables-restore"),
+    "ip4": ("iptables-save", "iptables-restore"),
+    "ip6": ("ip6tables-save", "ip6tables-restore"),
+}
 
 # what to install, by tool key; the names `iptables-save` etc. follow the host's alternatives
 PACKAGES = {

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 from ..errors import DeviceNameError, FilterXMLError
-from ..xtables.names import check_device
+from .devices import check_device
 
 try:
     import netaddr

@@ -26,27 +26,30 @@ adjacent header matches and prints them by offset).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import compile_l3 as _compile_nft_l3
-from ..xtables import names as _names
-from ..xtables import printed as P
+from .writer import Chain, Hook, Lookup, Map, Match, Set, Table, Verdict, VerdictMap, quoted, render_rule
 from ..errors import ResolveError
+from ..language import values as V
+from ..language.copies import L2_PROTOCOLS
+from ..language.devices import check_device
 from ..language.model import Instantiation
 
 FAMILY = "bridge"
 TABLE = "hfw_nwfilter"
-L2_PROTOCOLS = ("mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6")
 # direction -> (map, interface key, base chain, hook, priority, rule directions)
 DIRECTIONS = (
     ("out", "from_guest", "iifname", "pre", "prerouting", "dstnat", ("out", "inout")),
     ("in", "to_guest", "oifname", "post", "postrouting", "srcnat", ("in", "inout")),
 )
-_SELECTOR = (("ipv4", "ether type ip"), ("ipv6", "ether type ip6"), ("arp", "ether type arp"),
-             ("rarp", "ether type 0x8035"), ("vlan", "ether type 8021q"), ("mac", ""))
+_SELECTOR = (("ipv4", (Match("ether type", "ip"),)), ("ipv6", (Match("ether type", "ip6"),)),
+             ("arp", (Match("ether type", "arp"),)), ("rarp", (Match("ether type", "0x8035"),)),
+             ("vlan", (Match("ether type", "8021q"),)), ("mac", ()))
 _VERDICT = {"accept": "accept", "drop": "drop", "reject": "drop", "return": "return", "continue": "continue"}
 _ETHER_NAMES = {0x0800: "ip", 0x0806: "arp", 0x86DD: "ip6", 0x8100: "8021q", 0x88A8: "8021ad"}
 _ARP_OPS = {1: "request", 2: "reply", 3: "rrequest", 4: "rreply", 8: "inrequest", 9: "inreply", 10: "nak"}
@@ -75,9 +78,9 @@ class Slot:
 
 @dataclass
 class NftDesired:
-    """Desired nft tables by (family, name) as text, plus notes on how rules were shared."""
+    """Desired nft tables by (family, name), plus notes on how rules were shared."""
 
-    tables: Dict[Tuple[str, str], str] = field(default_factory=dict)
+    tables: Dict[Tuple[str, str], Table] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     rule_count: int = 0
 
@@ -122,13 +125,6 @@ class _Parts:
         self.items.append(item)
 
 
-def _neg_text(text, negate):
-    if not negate:
-        return text
-    expr, value = text.rsplit(" ", 1)
-    return "%s != %s" % (expr, value)
-
-
 def _host_or_net(addr, mask, version):
     bits = 32 if version == 4 else 128
     net = ipaddress.ip_network("%s/%s" % (addr, mask if mask is not None else bits), strict=False)
@@ -145,7 +141,7 @@ def _ether(parts, rule):
         if not parts.has(attr):
             continue
         mask = parts.val(side + "macmask") if parts.has(side + "macmask") else None
-        if mask is not None and P.eb_mac(parts.val(attr), mask) != P.eb_mac(parts.val(attr)):
+        if V.masked_mac(parts.val(attr), mask)[1] is not None:
             raise _unsupported(rule, "a masked MAC address (%smacmask)" % side)
         found[parts.side(side)] = (attr, parts.val(attr).lower())
     for side, field_name in (("dst", "daddr"), ("src", "saddr")):
@@ -157,19 +153,19 @@ def _ether(parts, rule):
 def _build_mac(parts, rule):
     _ether(parts, rule)
     if parts.has("protocolid"):
-        num = P.number(parts.val("protocolid"))
-        parts.add(_neg_text("ether type %s" % _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("protocolid")))
+        num = V.number(parts.val("protocolid"))
+        parts.add(Match("ether type", _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("protocolid")))
 
 
 def _build_vlan(parts, rule):
     _ether(parts, rule)
     if not (parts.has("vlanid") or parts.has("encap-protocol")):
-        parts.add("ether type 8021q")
+        parts.add(Match("ether type", "8021q"))
     if parts.has("vlanid"):
-        parts.add(_neg_text("vlan id %d" % P.number(parts.val("vlanid")), parts.neg("vlanid")))
+        parts.add(Match("vlan id", str(V.number(parts.val("vlanid"))), parts.neg("vlanid")))
     if parts.has("encap-protocol"):
-        num = P.number(parts.val("encap-protocol"))
-        parts.add(_neg_text("vlan type %s" % _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("encap-protocol")))
+        num = V.number(parts.val("encap-protocol"))
+        parts.add(Match("vlan type", _ETHER_NAMES.get(num, "0x%04x" % num), parts.neg("encap-protocol")))
 
 
 def _build_arp(parts, rule):
@@ -180,13 +176,13 @@ def _build_arp(parts, rule):
     fields = [a for a in ("opcode", "arpsrcipaddr", "arpdstipaddr", "arpsrcmacaddr", "arpdstmacaddr")
               if parts.has(a)]
     if rarp or not fields:
-        parts.add("ether type %s" % ("0x8035" if rarp else "arp"))
+        parts.add(Match("ether type", "0x8035" if rarp else "arp"))
     if parts.has("opcode"):
-        num = P.number(parts.val("opcode"))
+        num = V.number(parts.val("opcode"))
         if rarp:
             parts.add(Slot("@nh,48,16", "raw", "0x%x" % num, parts.neg("opcode")))
         else:
-            parts.add(_neg_text("arp operation %s" % _ARP_OPS.get(num, str(num)), parts.neg("opcode")))
+            parts.add(Match("arp operation", _ARP_OPS.get(num, str(num)), parts.neg("opcode")))
     for kind in ("ip", "mac"):
         for side in ("src", "dst"):
             attr = "arp%s%saddr" % (side, kind)
@@ -202,7 +198,7 @@ def _arp_field(parts, rule, rarp, kind, side, attr):
         if not host:
             if rarp:
                 raise _unsupported(rule, "a masked RARP address")
-            parts.add(_neg_text("arp %saddr ip %s" % (side[0], value), parts.neg(attr)))
+            parts.add(Match("arp %saddr ip" % side[0], value, parts.neg(attr)))
             return
     else:
         value = value.lower()
@@ -228,26 +224,26 @@ def _build_ip(parts, rule, version):
             value, host = _host_or_net(parts.val(attr), mask, version)
             addrs.append((parts.side(side), attr, value, host))
     ports = [(parts.side(side), side) for side in ("src", "dst") if parts.has(side + "portstart")]
-    proto = P.ip_protocol(parts.val("protocol")) if parts.has("protocol") else None
+    proto = V.ip_protocol(parts.val("protocol")) if parts.has("protocol") else None
     if not addrs and not (version == 4 and proto):
-        parts.add("ether type %s" % family)
+        parts.add(Match("ether type", family))
     # header (offset) order: nft merges adjacent matches and prints them that way
     for side, attr, value, host in sorted(addrs, key=lambda item: item[0] != "src"):
         expr = "%s %saddr" % (family, "s" if side == "src" else "d")
         if host:
             parts.add(Slot(expr, "ipv4_addr" if version == 4 else "ipv6_addr", value, parts.neg(attr)))
         else:
-            parts.add(_neg_text("%s %s" % (expr, value), parts.neg(attr)))
+            parts.add(Match(expr, value, parts.neg(attr)))
     if proto and (version == 4 or not ports):
         key = "ip protocol" if version == 4 else "meta l4proto"
-        parts.add(_neg_text("%s %s" % (key, proto), parts.neg("protocol")))
+        parts.add(Match(key, proto, parts.neg("protocol")))
     for side, attr_side in sorted(ports, key=lambda item: item[0] != "src"):
         if proto not in ("tcp", "udp", "sctp", "udplite"):
             raise _unsupported(rule, "ports without protocol tcp/udp/sctp")
-        text = P.port_range(parts.val(attr_side + "portstart"),
-                            parts.val(attr_side + "portend") if parts.has(attr_side + "portend") else None)
-        parts.add(_neg_text("%s %s %s" % (proto, "sport" if side == "src" else "dport", text.replace(":", "-")),
-                            parts.neg(attr_side + "portstart")))
+        first, last = V.port_bounds(parts.val(attr_side + "portstart"),
+                                    parts.val(attr_side + "portend") if parts.has(attr_side + "portend") else None)
+        parts.add(Match("%s %s" % (proto, "sport" if side == "src" else "dport"),
+                        str(first) if first == last else "%d-%d" % (first, last), parts.neg(attr_side + "portstart")))
 
 
 def _build(rule, reverse):
@@ -332,7 +328,7 @@ def _chain_rules(inst, rules, wanted):
     return {suffix: _merge(lines) for suffix, lines in body.items() if suffix == "root" or lines}
 
 
-def _selector(suffix) -> Optional[str]:
+def _selector(suffix) -> Optional[tuple]:
     for prefix, selector in _SELECTOR:
         if suffix.startswith(prefix):
             return selector
@@ -367,13 +363,13 @@ def _digest(text):
 
 
 class _Chain:
-    """One emitted chain: its name, rule texts, sets (name -> (type line, elements))."""
+    """One emitted chain: its name, rules, sets (name -> ((typeof, key), elements)) and maps."""
 
     def __init__(self, name):
         self.name = name
-        self.rules: List[str] = []
-        self.sets: Dict[str, Tuple[str, List[str]]] = {}
-        self.maps: Dict[str, List[str]] = {}
+        self.rules: List[tuple] = []
+        self.sets: Dict[str, Tuple[tuple, List[tuple]]] = {}
+        self.maps: Dict[str, List[tuple]] = {}
 
 
 def _inlined(lines, nics_values):
@@ -397,8 +393,8 @@ def _inlined(lines, nics_values):
 
 
 def _render_rule(line, inline, ifkey, set_name):
-    """Rule text and its lookups [(set name, ((position, Slot), ...))]; ``set_name(n)`` names
-    lookup n; a lookup stands where its first slot stands."""
+    """The rule (a tuple of statements) and its lookups [(set name, ((position, Slot), ...))];
+    ``set_name(n)`` names lookup n; a lookup stands where its first slot stands."""
     free = [(pos, slot) for pos, (slot, value) in enumerate(zip(line.slots, inline)) if value is None]
     lookups = _lookups(free)
     first = {group[0][0]: group for group in lookups}
@@ -410,21 +406,47 @@ def _render_rule(line, inline, ifkey, set_name):
         value, group = inline[pos], first.get(pos)
         pos += 1
         if value is not None:
-            tokens.append(_neg_text("%s %s" % (item.expr, value), item.negate))
+            tokens.append(Match(item.expr, value, item.negate))
         elif group is not None:
             name = set_name(len(used))
             used.append((name, group))
-            op = "!= " if group[0][1].negate else ""
-            tokens.append("%s . %s %s@%s" % (" . ".join(s.expr for _p, s in group), ifkey, op, name))
-    tokens.append(line.verdict)
-    return " ".join(tokens), used
+            tokens.append(Lookup(tuple(s.expr for _p, s in group) + (ifkey,), name, group[0][1].negate))
+    tokens.append(Verdict(line.verdict))
+    return tuple(tokens), used
 
 
 def _set_type(group, ifkey):
+    """(typeof, key): raw fields are declared by expression, typed ones by type."""
     slots = [slot for _pos, slot in group]
     if any(s.kind == "raw" for s in slots):
-        return "typeof %s . %s" % (" . ".join(s.expr for s in slots), ifkey)
-    return "type %s . ifname" % " . ".join(s.kind for s in slots)
+        return True, tuple(s.expr for s in slots) + (ifkey,)
+    return False, tuple(s.kind for s in slots) + ("ifname",)
+
+
+def _set_type_text(group, ifkey):
+    typeof, key = _set_type(group, ifkey)
+    return "%s %s" % ("typeof" if typeof else "type", " . ".join(key))
+
+
+def _named(rule, prefix):
+    """The rule with its set names' placeholder replaced by the chain's name."""
+    return tuple(dataclasses.replace(st, set_name=st.set_name.replace("{SET}", prefix))
+                 if isinstance(st, Lookup) else st for st in rule)
+
+
+def _digest_entry(entry):
+    """The text an emitted line had when chain names were first derived (names stay stable)."""
+    if isinstance(entry, _Dispatch):
+        return (render_rule(entry.selector) + " " if entry.selector else "", entry.suffix)
+    return render_rule(entry)
+
+
+@dataclass(frozen=True)
+class _Dispatch:
+    """A jump to a sub-chain that differs per NIC: a verdict map keyed by interface."""
+
+    selector: tuple
+    suffix: str
 
 
 def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
@@ -436,34 +458,33 @@ def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
             sub = line[1]
             chosen = {targets[dev][sub] for dev in nics}
             selector = _selector(sub)
-            prefix = (selector + " ") if selector else ""
             if len(chosen) == 1:
-                body.append(prefix + "jump " + chosen.pop())
+                body.append(selector + (Verdict("jump", chosen.pop()),))
             else:
-                body.append((prefix, sub))
+                body.append(_Dispatch(selector, sub))
             continue
         text, used = _render_rule(line, inline[number], ifkey, lambda n, k=number: "{SET}s%d-%d" % (k, n))
         body.append(text)
         sets.append((number, used))
-    shape_text = repr((direction, suffix, body, [(k, [(n, _set_type(g, ifkey)) for n, g in u]) for k, u in sets]))
+    shape_text = repr((direction, suffix, [_digest_entry(e) for e in body],
+                       [(k, [(n, _set_type_text(g, ifkey)) for n, g in u]) for k, u in sets]))
     name = "%s-%s-%s" % (direction, suffix, _digest(shape_text))
     chain = _Chain(name)
     for entry in body:
-        if isinstance(entry, tuple):
-            map_name = "%s-%s" % (name, entry[1])
-            chain.maps[map_name] = ['"%s" : jump %s' % (dev, targets[dev][entry[1]]) for dev in nics]
-            chain.rules.append("%s%s vmap @%s" % (entry[0], ifkey, map_name))
+        if isinstance(entry, _Dispatch):
+            map_name = "%s-%s" % (name, entry.suffix)
+            chain.maps[map_name] = [((quoted(dev),), "jump " + targets[dev][entry.suffix]) for dev in nics]
+            chain.rules.append(entry.selector + (VerdictMap(ifkey, map_name),))
         else:
-            chain.rules.append(entry.replace("{SET}", name + "-"))
+            chain.rules.append(_named(entry, name + "-"))
     if suffix != "root":
-        chain.rules.append("accept")  # libvirt's ebtables user chains end in policy ACCEPT
+        chain.rules.append((Verdict("accept"),))  # libvirt's ebtables user chains end in policy ACCEPT
     for number, used in sets:
         for set_local, group in used:
             elements = []
             for dev in nics:
                 for values in per_nic[dev][number]:
-                    key = [values[pos] for pos, _slot in group] + ['"%s"' % dev]
-                    elements.append(" . ".join(key))
+                    elements.append(tuple(values[pos] for pos, _slot in group) + (quoted(dev),))
             chain.sets[set_local.replace("{SET}", name + "-")] = (_set_type(group, ifkey), elements)
     return chain
 
@@ -492,7 +513,7 @@ def _direction(direction, ifkey, wanted, nics):
                          "cannot hold get their own chain): %s" % (
                              direction, suffix, len(groups), len(per_suffix[suffix]),
                              "; ".join(", ".join(devs) for devs in sorted(groups.values()))))
-    dispatch = ['"%s" : jump %s' % (dev, targets[dev]["root"]) for dev in sorted(targets)
+    dispatch = [((quoted(dev),), "jump " + targets[dev]["root"]) for dev in sorted(targets)
                 if "root" in targets[dev]]
     return chains, dispatch, notes
 
@@ -501,11 +522,11 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
     """The bridge table for every NIC (empty NftDesired when no NIC has an L2 rule)."""
     nics = sorted(instantiations, key=lambda inst: inst.portdev)
     for inst in nics:
-        _names.check_device(inst.portdev)
+        check_device(inst.portdev)
     result = NftDesired()
-    objects: List[str] = []
-    bases: List[str] = []
-    chain_texts: List[str] = []
+    objects: List[object] = []
+    bases: List[Chain] = []
+    chain_objects: List[Chain] = []
     for direction, map_name, ifkey, base, hook, priority, wanted in DIRECTIONS:
         chains, dispatch, notes = _direction(direction, ifkey, wanted, nics)
         result.notes.extend(notes)
@@ -515,15 +536,14 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
         for chain in chains:
             for name, elements in sorted(chain.maps.items()):
                 objects.append(_map(name, elements))
-            for name, (type_line, elements) in sorted(chain.sets.items()):
-                objects.append(_set(name, type_line, elements))
+            for name, ((typeof, key), elements) in sorted(chain.sets.items()):
+                objects.append(Set(name, key, tuple(sorted(elements, key=" . ".join)), typeof))
         # nft lists sets and maps before chains
-        chain_texts.extend(_chain(c.name, c.rules) for c in chains)
+        chain_objects.extend(Chain(c.name, tuple(c.rules)) for c in chains)
         result.rule_count += sum(len(c.rules) for c in chains) + 1
-        bases.append(_chain(base, ["%s vmap @%s" % (ifkey, map_name)],
-                            "type filter hook %s priority %s; policy accept;" % (hook, priority)))
+        bases.append(Chain(base, ((VerdictMap(ifkey, map_name),),), Hook(hook, priority)))
     if objects:
-        result.tables[(FAMILY, TABLE)] = render_table(FAMILY, TABLE, objects + chain_texts + bases)
+        result.tables[(FAMILY, TABLE)] = Table(FAMILY, TABLE, tuple(objects + chain_objects + bases))
     l3_tables, l3_notes, l3_count = _compile_nft_l3.compile_nics(nics)
     result.tables.update(l3_tables)
     result.rule_count += l3_count
@@ -535,24 +555,4 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
 
 
 def _map(name, elements):
-    return _block("map", name, ["type ifname : verdict"], elements)
-
-
-def _set(name, type_line, elements):
-    return _block("set", name, [type_line], elements)
-
-
-def _block(kind, name, head, elements):
-    lines = ["\t%s %s {" % (kind, name)] + ["\t\t" + h for h in head]
-    if elements:
-        lines.append("\t\telements = { " + ",\n\t\t\t     ".join(sorted(elements)) + " }")
-    return "\n".join(lines + ["\t}"])
-
-
-def _chain(name, rules, head=None):
-    lines = ["\tchain %s {" % name] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
-    return "\n".join(lines + ["\t}"])
-
-
-def render_table(family, name, objects):
-    return "table %s %s {\n%s\n}\n" % (family, name, "\n\n".join(objects))
+    return Map(name, ("ifname",), "verdict", tuple(sorted(elements)))

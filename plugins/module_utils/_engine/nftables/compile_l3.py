@@ -30,28 +30,31 @@ per variant, and ``notes`` says so.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import ipaddress
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from ..xtables import compile as X
-from ..xtables import printed as P
+from .writer import Chain, Hook, Lookup, Map, Match, Reject, SetMark, Set, Table, Verdict, VerdictMap, quoted, \
+    render_rule
 from ..errors import ResolveError
+from ..language import values as V
+from ..language.copies import RuleView, family_of, l3_copies
 from ..language.model import Instantiation
 
 MARK_TABLE = ("bridge", "hfw_nwfilter_mark")
 TABLE = ("inet", "hfw_nwfilter")
 IN_MARK, OUT_MARK = 0x48460000, 0x48470000
 # kind -> (dispatch map, mark base, base chain, hook, priority, extra base-chain rule)
-KINDS = (("FI", "from_guest", IN_MARK, "prerouting", "prerouting", "mangle", "fib daddr type local return"),
+KINDS = (("FI", "from_guest", IN_MARK, "prerouting", "prerouting", "mangle",
+          (Match("fib daddr type", "local"), Verdict("return"))),
          ("FO", "to_guest", OUT_MARK, "forward", "forward", "filter", None),
          ("HI", "to_host", IN_MARK, "input", "input", "filter", None))
 _PROTO = {"tcp": "tcp", "udp": "udp", "udplite": "udplite", "sctp": "sctp", "esp": "esp", "ah": "ah",
           "icmp": "icmp", "icmpv6": "ipv6-icmp", "igmp": "igmp", "all": None}
 _UNSUPPORTED = ("ipset", "connlimit-above", "dscp", "srcipfrom", "dstipfrom", "option", "flags", "srcmacaddr",
                 "code")
-_REJECT = {"ip4": "reject with icmp port-unreachable", "ip6": "reject with icmpv6 port-unreachable"}
+_REJECT = {"ip4": Reject("icmp", "port-unreachable"), "ip6": Reject("icmpv6", "port-unreachable")}
 _CT_ORDER = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
 _ICMP_TYPES = {0: "echo-reply", 3: "destination-unreachable", 5: "redirect", 8: "echo-request",
                11: "time-exceeded", 12: "parameter-problem", 13: "timestamp-request", 14: "timestamp-reply"}
@@ -66,12 +69,8 @@ def _unsupported(rule, what):
         "filters use it" % (rule.inst.filter_name, what), filter=rule.inst.filter_name, backend="nftables")
 
 
-def _neg(rule, attr, text):
-    """``expr value`` -> ``expr != value`` when the attribute is negated."""
-    if not rule.neg(attr):
-        return text
-    expr, value = text.rsplit(" ", 1)
-    return "%s != %s" % (expr, value)
+def _match(rule, attr, expr, value):
+    return Match(expr, value, rule.negated(attr))
 
 
 @dataclass(frozen=True)
@@ -88,46 +87,47 @@ def _addrs(rule, d_in, fam, version):
     for side, other in (("src", "dst"), ("dst", "src")):
         attr = side + "ipaddr"
         if rule.has(attr):
-            text = P.ipt_ip(rule.val(attr), rule.val(side + "ipmask"), version)
+            net = V.ip_network(rule.val(attr), rule.val(side + "ipmask"), version)
             key = other if d_in else side
             expr = "%s %saddr" % (fam, key[0])
-            if text.endswith("/32" if version == 4 else "/128"):
-                text = text.rsplit("/", 1)[0]
-                if not rule.neg(attr):
-                    out[key] = _Addr(expr, "ipv%d_addr" % version, str(ipaddress.ip_address(text)))
-                    continue
-            out[key] = _neg(rule, attr, "%s %s" % (expr, text))
+            host = net.prefixlen == net.max_prefixlen
+            if host and not rule.negated(attr):
+                out[key] = _Addr(expr, "ipv%d_addr" % version, str(net.network_address))
+                continue
+            text = V.address_text(net.network_address) + ("" if host else "/%d" % net.prefixlen)
+            out[key] = _match(rule, attr, expr, text)
     return [out[k] for k in ("src", "dst") if k in out]
 
 
 def _proto_opts(rule, base, d_in):
     if base in ("icmp", "icmpv6"):
         if not rule.has("type"):
-            return ["meta l4proto %s" % _PROTO[base]]
+            return [Match("meta l4proto", _PROTO[base])]
         names = _ICMP_TYPES if base == "icmp" else _ICMPV6_TYPES
-        number = P.number(rule.val("type"))
+        number = V.number(rule.val("type"))
         keyword = "icmp" if base == "icmp" else "icmpv6"
-        return [_neg(rule, "type", "%s type %s" % (keyword, names.get(number, str(number))))]
+        return [_match(rule, "type", "%s type" % keyword, names.get(number, str(number)))]
     ports = {}
     for side, other in (("src", "dst"), ("dst", "src")):
         if rule.has(side + "portstart"):
             key = other if d_in else side
-            text = P.port_range(rule.val(side + "portstart"), rule.val(side + "portend")).replace(":", "-")
-            ports[key] = _neg(rule, side + "portstart", "%s %sport %s" % (base, key[0], text))
+            first, last = V.port_bounds(rule.val(side + "portstart"), rule.val(side + "portend"))
+            text = str(first) if first == last else "%d-%d" % (first, last)
+            ports[key] = _match(rule, side + "portstart", "%s %sport" % (base, key[0]), text)
     if ports:
         return [ports[k] for k in ("src", "dst") if k in ports]
-    return ["meta l4proto %s" % _PROTO[base]] if _PROTO[base] else []
+    return [Match("meta l4proto", _PROTO[base])] if _PROTO[base] else []
 
 
 def _state(state, def_match, rule, d_in, has_icmp_type):
-    out = ["ct state %s" % ",".join(s.lower() for s in _CT_ORDER if s in state.split(","))]
+    out = [Match("ct state", ",".join(s.lower() for s in _CT_ORDER if s in state.split(",")))]
     if def_match and not has_icmp_type and rule.inst.direction != "inout":
-        out.append("ct direction %s" % ("reply" if d_in else "original"))
+        out.append(Match("ct direction", "reply" if d_in else "original"))
     return out
 
 
-def _rule_text(rule, tool, d_in, state, def_match, accept_target, may_skip_icmp):
-    """One chain's copy of a rule in the form ``nft list`` prints, or None when libvirt skips it."""
+def _rule_items(rule, tool, d_in, state, def_match, accept, may_skip_icmp):
+    """One chain's copy of a rule (statements and _Addr slots), or None when libvirt skips it."""
     base = rule.protocol[:-5] if rule.protocol.endswith("-ipv6") else rule.protocol
     if base in ("icmp", "icmpv6") and rule.has("type") and may_skip_icmp:
         return None
@@ -136,16 +136,17 @@ def _rule_text(rule, tool, d_in, state, def_match, accept_target, may_skip_icmp)
             raise _unsupported(rule, "the '%s' attribute of a layer 3/4 rule" % attr)
     version, fam = (6, "ip6") if tool == "ip6" else (4, "ip")
     addrs = _addrs(rule, d_in, fam, version)
-    tokens = addrs if addrs else ["meta nfproto %s" % ("ipv6" if version == 6 else "ipv4")]
+    nfproto = Match("meta nfproto", "ipv6" if version == 6 else "ipv4")
+    tokens = addrs if addrs else [nfproto]
     tokens += _proto_opts(rule, base, d_in)
     action = rule.inst.action
     if state and not (def_match and action != "accept"):
         tokens += _state(state, def_match, rule, d_in, base in ("icmp", "icmpv6") and rule.has("type"))
-    verdict = {"accept": accept_target.lower(), "drop": "drop", "reject": _REJECT[tool], "return": "return",
-               "continue": ""}[action]
-    if action == "reject" and tokens == ["meta nfproto %s" % ("ipv6" if version == 6 else "ipv4")]:
+    verdict = {"accept": Verdict(accept), "drop": Verdict("drop"), "reject": _REJECT[tool],
+               "return": Verdict("return"), "continue": None}[action]
+    if action == "reject" and tokens == [nfproto]:
         tokens = []  # the reject type implies the family; nft prints it without the dependency
-    return tuple(t for t in tokens + [verdict] if t)
+    return tuple(t for t in tokens + [verdict] if t is not None)
 
 
 def _nic_chains(rules):
@@ -154,24 +155,17 @@ def _nic_chains(rules):
     for rule in rules:
         if rule.is_l2:
             continue
-        tool = X._family(rule)
-        for kind, spec in X._ipt_instances(rule):
-            text = _rule_text(rule, tool, *spec)
-            if text is not None:
-                out.setdefault(kind, []).append(text)
+        tool = family_of(rule.protocol)
+        for copy in l3_copies(rule):
+            items = _rule_items(rule, tool, copy.reply, copy.states, copy.default_match, copy.accept,
+                                copy.skips_icmp_type)
+            if items is not None:
+                out.setdefault(copy.kind, []).append(items)
     return out
 
 
 def _digest(lines):
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
-
-
-def _block(head, name, lines):
-    return "\n".join(["\t%s %s {" % (head, name)] + ["\t\t" + line for line in lines] + ["\t}"])
-
-
-def _elements(items):
-    return ["elements = { " + ",\n\t\t\t     ".join(items) + " }"] if items else []
 
 
 def _template(items):
@@ -202,8 +196,8 @@ def _literals(devs, values):
 
 
 def _render(template, literal, set_name):
-    """(rule text, type line of its set or None): literal addresses written out, the others looked
-    up together as one ``meta mark . ...`` set."""
+    """(rule, key types of its set or None): literal addresses written out, the others looked up
+    together as one ``meta mark . ...`` set."""
     slots = [item for item in template if isinstance(item, tuple)]
     literal = literal or (None,) * len(slots)
     free = [slot for slot, value in zip(slots, literal) if value is None]
@@ -212,28 +206,34 @@ def _render(template, literal, set_name):
         if not isinstance(item, tuple):
             tokens.append(item)
         elif literal[slots.index(item)] is not None:
-            tokens.append("%s %s" % (item[0], literal[slots.index(item)]))
+            tokens.append(Match(item[0], literal[slots.index(item)]))
         elif item is free[0]:
-            tokens.append("meta mark . %s @%s" % (" . ".join(expr for expr, _kind in free), set_name))
-    return " ".join(tokens), ("type mark . " + " . ".join(kind for _expr, kind in free)) if free else None
+            tokens.append(Lookup(("meta mark",) + tuple(expr for expr, _kind in free), set_name))
+    return tuple(tokens), (("mark",) + tuple(kind for _expr, kind in free)) if free else None
 
 
 def _emit(kind, mark, devs, merged, number):
-    """(chain name, rule texts, {set name: (type line, elements)}) for NICs sharing one template."""
+    """(chain name, rules, {set name: (key types, elements)}) for NICs sharing one template."""
     rules, sets = [], []
     for index, (template, _values) in enumerate(merged[devs[0]]):
         values = {dev: merged[dev][index][1] for dev in devs}
         literal = _literals(devs, values)
-        text, type_line = _render(template, literal, "{NAME}-s%d" % index)
-        rules.append(text)
-        if type_line:
+        rule, key = _render(template, literal, "{NAME}-s%d" % index)
+        rules.append(rule)
+        if key:
             keep = [pos for pos, value in enumerate(literal or [None] * len(values[devs[0]][0])) if value is None]
-            elements = sorted({"0x%08x . %s" % (mark + number[dev], " . ".join(tup[pos] for pos in keep))
-                               for dev in devs for tup in values[dev]})
-            sets.append(("{NAME}-s%d" % index, type_line, elements))
-    name = "%s-%s" % (kind, _digest(rules + [repr(item[:2]) for item in sets]))
-    return (name, [r.replace("{NAME}", name) for r in rules],
-            {n.replace("{NAME}", name): (t, e) for n, t, e in sets})
+            elements = sorted({("0x%08x" % (mark + number[dev]),) + tuple(tup[pos] for pos in keep)
+                               for dev in devs for tup in values[dev]}, key=" . ".join)
+            sets.append(("{NAME}-s%d" % index, key, elements))
+    # the digest covers the rules' text and the sets' types: NICs with equal chains share a name
+    name = "%s-%s" % (kind, _digest([render_rule(r) for r in rules]
+                                    + [repr((n, "type " + " . ".join(k))) for n, k, _e in sets]))
+    return (name, [_named(r, name) for r in rules], {n.replace("{NAME}", name): (k, e) for n, k, e in sets})
+
+
+def _named(rule, name):
+    return tuple(dataclasses.replace(st, set_name=st.set_name.replace("{NAME}", name))
+                 if isinstance(st, Lookup) else st for st in rule)
 
 
 def _kind_chains(kind, mark, ports, per_nic, number):
@@ -246,19 +246,19 @@ def _kind_chains(kind, mark, ports, per_nic, number):
     for devs in sorted(groups.values()):
         name, rules, sets = _emit(kind, mark, devs, merged, number)
         chains.append((name, rules, sets))
-        dispatch += ["0x%08x : jump %s" % (mark + number[dev], name) for dev in devs]
+        dispatch += [(("0x%08x" % (mark + number[dev]),), "jump " + name) for dev in devs]
     notes = []
     if len(groups) > 1:
         notes.append("%s chain: %d variants for %d NICs (NICs whose layer 3/4 rules differ in more than "
                      "host addresses get their own chain): %s" % (
                          kind, len(groups), len(merged), "; ".join(", ".join(d) for d in sorted(groups.values()))))
-    return chains, sorted(dispatch, key=lambda e: int(e.split()[0], 16)), notes
+    return chains, sorted(dispatch, key=lambda e: int(e[0][0], 16)), notes
 
 
-def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[str, str], str], List[str], int]:
-    """({(family, table): text}, notes, rule count) for the NICs' layer 3/4 rules."""
+def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[str, str], Table], List[str], int]:
+    """({(family, table): Table}, notes, rule count) for the NICs' layer 3/4 rules."""
     nics = sorted(instantiations, key=lambda inst: inst.portdev)
-    per_nic = {inst.portdev: _nic_chains([X._Rule(r) for r in inst.rules]) for inst in nics}
+    per_nic = {inst.portdev: _nic_chains([RuleView(r) for r in inst.rules]) for inst in nics}
     ports = [dev for dev in sorted(per_nic) if per_nic[dev]]
     if not ports:
         return {}, [], 0
@@ -270,14 +270,13 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
         for name, rules, chain_sets in kind_chains:
             chains[name] = rules
             sets.update(chain_sets)
-        maps.append(_block("map", map_name, ["type mark : verdict"] + _elements(elements)))
-        head = "type filter hook %s priority %s; policy accept;" % (hook, priority)
-        bases.append(_block("chain", base, [head] + ([extra] if extra else []) + ["meta mark vmap @%s" % map_name]))
+        maps.append(Map(map_name, ("mark",), "verdict", tuple(elements)))
+        bases.append(Chain(base, ((extra,) if extra else ()) + ((VerdictMap("meta mark", map_name),),),
+                           Hook(hook, priority)))
     count = sum(len(lines) for lines in chains.values()) + 4
-    declared = [_block("set", name, [type_line] + _elements(elements))
-                for name, (type_line, elements) in sorted(sets.items())]
-    inet = [_block("chain", name, lines) for name, lines in sorted(chains.items())]
-    tables = {TABLE: "table inet hfw_nwfilter {\n%s\n}\n" % "\n\n".join(maps + declared + inet + bases),
+    declared = [Set(name, key, tuple(elements)) for name, (key, elements) in sorted(sets.items())]
+    inet = [Chain(name, tuple(rules)) for name, rules in sorted(chains.items())]
+    tables = {TABLE: Table(TABLE[0], TABLE[1], tuple(maps + declared + inet + bases)),
               MARK_TABLE: _mark_table(ports, number)}
     notes.insert(0, "nftables: %d NICs with layer 3/4 rules share %d chains in table inet hfw_nwfilter (ports "
                     "are told apart by the packet mark set in table bridge hfw_nwfilter_mark; their host "
@@ -286,12 +285,9 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
 
 
 def _mark_table(ports, number):
-    ins = ['"%s" : 0x%08x' % (dev, IN_MARK + number[dev]) for dev in ports]
-    outs = ['"%s" : 0x%08x' % (dev, OUT_MARK + number[dev]) for dev in ports]
-    parts = [_block("map", "in_port", ["type ifname : mark"] + _elements(ins)),
-             _block("map", "out_port", ["type ifname : mark"] + _elements(outs)),
-             _block("chain", "prerouting", ["type filter hook prerouting priority filter; policy accept;",
-                                            "meta mark set iifname map @in_port"]),
-             _block("chain", "forward", ["type filter hook forward priority filter; policy accept;",
-                                         "meta mark set oifname map @out_port"])]
-    return "table bridge hfw_nwfilter_mark {\n%s\n}\n" % "\n\n".join(parts)
+    ins = tuple(((quoted(dev),), "0x%08x" % (IN_MARK + number[dev])) for dev in ports)
+    outs = tuple(((quoted(dev),), "0x%08x" % (OUT_MARK + number[dev])) for dev in ports)
+    return Table(MARK_TABLE[0], MARK_TABLE[1], (
+        Map("in_port", ("ifname",), "mark", ins), Map("out_port", ("ifname",), "mark", outs),
+        Chain("prerouting", ((SetMark("iifname", "in_port"),),), Hook("prerouting", "filter")),
+        Chain("forward", ((SetMark("oifname", "out_port"),),), Hook("forward", "filter"))))

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
+from .writer import render_table
 from ..errors import ApplyError, ConvergeError
 
 # the NIC tables: L2 rules, the port marks and the layer 3/4 rules (see _compile_nft_l3)
@@ -121,9 +122,10 @@ def read_live(runner, tables=OWNED_TABLES):
 
 
 def plan(desired, live, tables=OWNED_TABLES) -> NftPlan:
+    """The tables of ``tables`` whose desired form (a writer Table, absent = none) differs from the live text."""
     result = NftPlan()
     for key in tables:
-        want, have = desired.get(key, ""), live.get(key, "")
+        want, have = render_table(desired[key]) if key in desired else "", live.get(key, "")
         if parse_table(want) != parse_table(have):
             result.changes[key] = want
             result.before[key] = have

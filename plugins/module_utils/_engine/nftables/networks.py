@@ -27,60 +27,62 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
+from .writer import Chain, Hook, Match, Nat, Reject, Table, Verdict, quoted
 from ..language import network as _network
 
 TABLE = "libvirt_network"
 FAMILIES = (("ip4", "ip"), ("ip6", "ip6"))
 TABLES = tuple((family, TABLE) for _tool, family in FAMILIES)
 _CHAINS = ("guest_output", "guest_input", "guest_cross")
-_FORWARD_HEAD = "type filter hook forward priority filter; policy accept;"
-_NAT_HEAD = "type nat hook postrouting priority srcnat; policy accept;"
+_FORWARD = Hook("forward", "filter")
+_NAT = Hook("postrouting", "srcnat", type="nat")
 
 
 def _ifname(key, dev):
-    return '%s "%s"' % (key, dev) if dev else ""
+    return Match(key, quoted(dev)) if dev else None
 
 
-def _join(*parts):
-    return " ".join(p for p in parts if p)
+def _rule(*statements):
+    return tuple(st for st in statements if st is not None)
 
 
 def _catch_all(tool, br):
-    return [(tool, "guest_output", _join(_ifname("iifname", br), "reject")),
-            (tool, "guest_input", _join(_ifname("oifname", br), "reject")),
-            (tool, "guest_cross", _join(_ifname("iifname", br), _ifname("oifname", br), "accept"))]
+    return [(tool, "guest_output", _rule(_ifname("iifname", br), Reject())),
+            (tool, "guest_input", _rule(_ifname("oifname", br), Reject())),
+            (tool, "guest_cross", _rule(_ifname("iifname", br), _ifname("oifname", br), Verdict("accept")))]
 
 
 def _allow_out(tool, fam, net, subnet):
-    return (tool, "guest_output", _join("%s saddr %s" % (fam, subnet), _ifname("iifname", net.bridge),
-                                        _ifname("oifname", net.forward_dev), "accept"))
+    return (tool, "guest_output", _rule(Match("%s saddr" % fam, subnet), _ifname("iifname", net.bridge),
+                                        _ifname("oifname", net.forward_dev), Verdict("accept")))
 
 
 def _routing(tool, fam, net, subnet):
     return [_allow_out(tool, fam, net, subnet),
-            (tool, "guest_input", _join(_ifname("iifname", net.forward_dev), "%s daddr %s" % (fam, subnet),
-                                        _ifname("oifname", net.bridge), "accept"))]
+            (tool, "guest_input", _rule(_ifname("iifname", net.forward_dev), Match("%s daddr" % fam, subnet),
+                                        _ifname("oifname", net.bridge), Verdict("accept")))]
 
 
 def _snat(tool, net, with_ports):
     ports = ":%d-%d" % net.nat_ports if with_ports else ""
     if net.nat_address is None or tool != "ip4":
-        return "masquerade" + (" to " + ports if ports else "")
+        return Nat("masquerade", ports or None)
     start, end = net.nat_address
-    return "snat to %s%s%s" % (start, "" if start == end else "-" + end, ports)
+    return Nat("snat", "%s%s%s" % (start, "" if start == end else "-" + end, ports))
 
 
 def _masquerading(tool, fam, net, subnet):
     dev = _ifname("oifname", net.forward_dev)
-    related = _join(_ifname("iifname", net.forward_dev), _ifname("oifname", net.bridge),
-                    "%s daddr %s ct state established,related accept" % (fam, subnet))
+    related = _rule(_ifname("iifname", net.forward_dev), _ifname("oifname", net.bridge),
+                    Match("%s daddr" % fam, subnet), Match("ct state", "established,related"), Verdict("accept"))
     out = [_allow_out(tool, fam, net, subnet), (tool, "guest_input", related)]
-    away = "%s saddr %s %s daddr != %s" % (fam, subnet, fam, subnet)
+    away = (Match("%s saddr" % fam, subnet), Match("%s daddr" % fam, subnet, negate=True))
     for proto in (None, "udp", "tcp"):
-        out.append((tool, "guest_nat", _join("meta l4proto %s" % proto if proto else "", away, dev,
+        out.append((tool, "guest_nat", _rule(Match("meta l4proto", proto) if proto else None, *away, dev,
                                              _snat(tool, net, proto is not None))))
     exempt = (["255.255.255.255"] if tool == "ip4" else []) + [_network.MULTICAST[tool]]
-    out += [(tool, "guest_nat", _join(dev, "%s saddr %s %s daddr %s return" % (fam, subnet, fam, dest)))
+    out += [(tool, "guest_nat", _rule(dev, Match("%s saddr" % fam, subnet), Match("%s daddr" % fam, dest),
+                                      Verdict("return")))
             for dest in exempt]
     return out
 
@@ -107,28 +109,23 @@ def _network_inserts(net):
     return general + _ip_specific(net)
 
 
-def _chain(name, rules, head=None):
-    lines = ["\tchain %s {" % name] + (["\t\t" + head] if head else []) + ["\t\t" + r for r in rules]
-    return "\n".join(lines + ["\t}"])
-
-
-def compile_networks(networks: Sequence[_network.Network]) -> Dict[Tuple[str, str], str]:
-    """{(family, 'libvirt_network'): table text} for the networks, started in the given order.
+def compile_networks(networks: Sequence[_network.Network]) -> Dict[Tuple[str, str], Table]:
+    """{(family, 'libvirt_network'): Table} for the networks, started in the given order.
 
     Both tables exist (with empty chains) as soon as one network is declared, as with libvirt."""
     if not networks:
         return {}
     _network.need_netaddr()
     _network.check_unique(networks)
-    rules: Dict[Tuple[str, str], List[str]] = defaultdict(list)
+    rules: Dict[Tuple[str, str], List[tuple]] = defaultdict(list)
     for tool, chain, rule in reversed([item for net in networks for item in _network_inserts(net)]):
         rules[(tool, chain)].append(rule)
     tables = {}
     for tool, family in FAMILIES:
-        forward = _chain("forward", ["jump guest_cross", "jump guest_input", "jump guest_output"], _FORWARD_HEAD)
-        parts = [forward] + [_chain(name, rules[(tool, name)]) for name in _CHAINS]
-        parts.append(_chain("guest_nat", rules[(tool, "guest_nat")], _NAT_HEAD))
-        tables[(family, TABLE)] = "table %s %s {\n%s\n}\n" % (family, TABLE, "\n\n".join(parts))
+        forward = Chain("forward", tuple((Verdict("jump", name),) for name in reversed(_CHAINS)), _FORWARD)
+        parts = [forward] + [Chain(name, tuple(rules[(tool, name)])) for name in _CHAINS]
+        parts.append(Chain("guest_nat", tuple(rules[(tool, "guest_nat")]), _NAT))
+        tables[(family, TABLE)] = Table(family, TABLE, tuple(parts))
     return tables
 
 

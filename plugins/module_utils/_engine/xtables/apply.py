@@ -18,7 +18,8 @@ from typing import Dict, List, Optional
 from ..errors import ApplyError, ConvergeError
 from .names import device_of_chain, is_fixed_hook, is_owned_chain
 from .plan import TOOL_LABEL, Plan, plan
-from .ruleset import TOOL_ORDER, TOOLS, is_builtin_chain
+from .ruleset import TOOL_ORDER, is_builtin_chain
+from ..host.runner import TOOLS
 from .save_parse import Scope, jump_target, parse_live
 
 _ERROR_LINE = re.compile(r"line:? (\d+)")

@@ -26,11 +26,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import names as _names
 from . import printed as P
+from ..language import values as V
+from ..language.copies import RuleView, family_of, l3_copies
 from ..errors import ResolveError
 from ..language.model import Instantiation, RuleInstance
 from .ruleset import Chain, Ruleset, TableState
 
-L2_PROTOCOLS = ("mac", "vlan", "stp", "arp", "rarp", "ip", "ipv6")
 # chain-name prefix -> how the root chain selects the frames for that sub-chain
 _SUBCHAIN_PREFIXES = (
     ("ipv4", "-p IPv4"), ("ipv6", "-p IPv6"), ("arp", "-p ARP"), ("rarp", "-p RARP"),
@@ -67,35 +68,11 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Ruleset:
     return ruleset
 
 
-class _Rule:
-    """A rule instance with its attributes merged into {name: (value, negated)}."""
-
-    def __init__(self, inst: RuleInstance):
-        self.inst = inst
-        self.attrs: Dict[str, Tuple[str, bool]] = {}
-        for match in inst.matches:
-            for key, value in match.attrs:
-                # repeated elements of one protocol are ANDed; a repeated attribute: last wins
-                self.attrs[key] = (value, match.negate)
-
-    def val(self, name) -> Optional[str]:
-        item = self.attrs.get(name)
-        return item[0] if item else None
+class _Rule(RuleView):
+    """A rule with iptables' negation token."""
 
     def neg(self, name) -> List[str]:
-        item = self.attrs.get(name)
-        return ["!"] if item and item[1] else []
-
-    def has(self, name) -> bool:
-        return name in self.attrs
-
-    @property
-    def protocol(self):
-        return self.inst.protocol
-
-    @property
-    def is_l2(self):
-        return self.protocol is None or self.protocol in L2_PROTOCOLS
+        return ["!"] if self.negated(name) else []
 
 
 class _Cache:
@@ -237,9 +214,9 @@ def _eb_mac_proto(rule, reverse):
 def _eb_vlan(rule, reverse):
     opts = []
     if rule.has("vlanid"):
-        opts += _opt(rule, "vlanid", "--vlan-id", str(P.number(rule.val("vlanid"))))
+        opts += _opt(rule, "vlanid", "--vlan-id", str(V.number(rule.val("vlanid"))))
     if rule.has("encap-protocol"):
-        opts += _opt(rule, "encap-protocol", "--vlan-encap", "%04X" % P.number(rule.val("encap-protocol")))
+        opts += _opt(rule, "encap-protocol", "--vlan-encap", "%04X" % V.number(rule.val("encap-protocol")))
     return ["-p", "802_1Q"], opts
 
 
@@ -257,7 +234,7 @@ def _eb_stp(rule, reverse):
     opts = []
     for attr, flag, names in (("type", "--stp-type", P.STP_TYPES), ("flags", "--stp-flags", P.STP_FLAGS)):
         if rule.has(attr):
-            num = P.number(rule.val(attr))
+            num = V.number(rule.val(attr))
             opts += _opt(rule, attr, flag, names.get(num, str(num)))
     for attr, flag, kind in _STP_FIELDS:
         if not rule.has(attr):
@@ -282,12 +259,12 @@ _STP_FIELDS = (
 def _eb_arp(rule, reverse):
     opts = []
     if rule.has("opcode"):
-        num = P.number(rule.val("opcode"))
+        num = V.number(rule.val("opcode"))
         opts += _opt(rule, "opcode", "--arp-op", P.ARP_OPCODES.get(num, str(num)))
     if rule.has("hwtype"):
-        opts += _opt(rule, "hwtype", "--arp-htype", str(P.number(rule.val("hwtype"))))
+        opts += _opt(rule, "hwtype", "--arp-htype", str(V.number(rule.val("hwtype"))))
     if rule.has("protocoltype"):
-        opts += _opt(rule, "protocoltype", "--arp-ptype", "0x%x" % P.number(rule.val("protocoltype")))
+        opts += _opt(rule, "protocoltype", "--arp-ptype", "0x%x" % V.number(rule.val("protocoltype")))
     opts += _swapped(rule, reverse, "ip", lambda side: P.eb_ip(rule.val("arp%sipaddr" % side),
                                                                rule.val("arp%sipmask" % side)))
     opts += _swapped(rule, reverse, "mac", lambda side: P.eb_mac(rule.val("arp%smacaddr" % side)))
@@ -318,7 +295,7 @@ def _eb_ipv6(rule, reverse):
     opts = _eb_l3(rule, reverse, "ip6", 6)
     if any(rule.has(a) for a in ("type", "typeend", "code", "codeend")):
         attr = "type" if rule.has("type") else "code"
-        values = [P.number(rule.val(name) or default) for name, default in
+        values = [V.number(rule.val(name) or default) for name, default in
                   (("type", "0"), ("typeend", rule.val("type") or "255"),
                    ("code", "0"), ("codeend", rule.val("code") or "255"))]
         opts += _opt(rule, attr, "--ip6-icmp-type", P.icmpv6_eb(*values))
@@ -340,9 +317,9 @@ def _eb_l3(rule, reverse, pfx, version):
         if side in addrs:
             opts += ["--%s-%s" % (pfx, side)] + addrs[side]
     if version == 4 and rule.has("dscp"):
-        opts += _opt(rule, "dscp", "--ip-tos", "0x%02X" % P.number(rule.val("dscp")))
+        opts += _opt(rule, "dscp", "--ip-tos", "0x%02X" % V.number(rule.val("dscp")))
     if rule.has("protocol"):
-        opts += _opt(rule, "protocol", "--%s-proto" % pfx, P.ip_protocol(rule.val("protocol")))
+        opts += _opt(rule, "protocol", "--%s-proto" % pfx, V.ip_protocol(rule.val("protocol")))
     for side in ("src", "dst"):
         if side in ports:
             opts += ["--%s-%sport" % (pfx, side[0])] + ports[side]
@@ -367,52 +344,19 @@ _REJECT = {"ip4": "REJECT --reject-with icmp-port-unreachable",
            "ip6": "REJECT --reject-with icmp6-port-unreachable"}
 
 
-def _family(rule: _Rule) -> str:
-    return "ip6" if rule.protocol.endswith("-ipv6") or rule.protocol == "icmpv6" else "ip4"
-
-
 def _ipt_nic(dev, rules, tool, cache):
     """FI/FO/HI chains of one NIC, or None when the NIC has no rule of this family (as libvirt)."""
-    mine = [r for r in rules if not r.is_l2 and _family(r) == tool]
+    mine = [r for r in rules if not r.is_l2 and family_of(r.protocol) == tool]
     if not mine:
         return None
     out = {"FI": [], "FO": [], "HI": []}
     for rule in mine:
-        for kind, spec in _ipt_instances(rule):
-            text = cache.text(_ipt_rule, rule, tool, *spec)
+        for copy in l3_copies(rule):
+            text = cache.text(_ipt_rule, rule, tool, copy.reply, copy.states, copy.default_match,
+                              copy.accept.upper(), copy.skips_icmp_type)
             if text is not None:
-                out[kind].append(text)
+                out[copy.kind].append(text)
     return {_names.ipt_nic(kind, dev, tool): tuple(lines) for kind, lines in out.items()}
-
-
-def _ipt_instances(rule: _Rule):
-    """(chain kind, (direction_in, state, default_match, accept_target, may_skip_icmp)) per copy.
-
-    libvirt's iptablesCreateRuleInstance / ...StateCtrl: a rule becomes up to three copies; the
-    FO copy sees the traffic the other way round.
-    """
-    direction = rule.inst.direction
-    d_in = direction in ("in", "inout")
-    inout = direction == "inout"
-    state = rule.val("state")
-    if rule.inst.statematch and state:
-        shown = None if "NONE" in state.upper().split(",") else P.ct_states(state)
-        copies = []
-        if not (d_in and not inout):
-            copies.append(("FI", (d_in, shown, False, "RETURN", d_in or inout)))
-        if d_in:
-            copies.append(("FO", (not d_in, shown, False, "ACCEPT", not d_in or inout)))
-        if not (d_in and not inout):
-            copies.append(("HI", (d_in, shown, False, "RETURN", d_in)))
-        return copies
-    need = rule.inst.statematch and not inout
-    mine = ("ESTABLISHED" if d_in else "NEW,ESTABLISHED") if need else None
-    theirs = ("NEW,ESTABLISHED" if d_in else "ESTABLISHED") if need else None
-    return [
-        ("FI", (d_in, mine, True, "RETURN", d_in or inout)),
-        ("FO", (not d_in, theirs, True, "ACCEPT", not d_in or inout)),
-        ("HI", (d_in, mine, True, "RETURN", d_in)),
-    ]
 
 
 def _ipt_rule(rule: _Rule, tool, d_in, state, def_match, accept_target, may_skip_icmp):
@@ -428,7 +372,7 @@ def _ipt_rule(rule: _Rule, tool, d_in, state, def_match, accept_target, may_skip
         matches += ["-m", "mac"] + rule.neg("srcmacaddr") + ["--mac-source", rule.val("srcmacaddr").lower()]
     matches += _ipt_ranges(rule, d_in, version)
     if rule.has("dscp"):
-        matches += ["-m", "dscp"] + rule.neg("dscp") + ["--dscp", "0x%02x" % P.number(rule.val("dscp"))]
+        matches += ["-m", "dscp"] + rule.neg("dscp") + ["--dscp", "0x%02x" % V.number(rule.val("dscp"))]
     proto_opts = _ipt_proto_opts(rule, base, d_in)
     if proto_opts:
         matches += ["-m", _PROTO_MATCH[base]] + proto_opts
@@ -486,11 +430,11 @@ def _ipt_proto_opts(rule, base, d_in):
     if base in ("icmp", "icmpv6"):
         if not rule.has("type"):
             return []
-        text = str(P.number(rule.val("type")))
+        text = str(V.number(rule.val("type")))
         if base == "icmp" and text == "255" and not rule.has("code"):
             text = "any"  # iptables prints ICMP type 255 (all types) by this name
         if rule.has("code"):
-            text += "/%d" % P.number(rule.val("code"))
+            text += "/%d" % V.number(rule.val("code"))
         return rule.neg("type") + ["--icmp-type" if base == "icmp" else "--icmpv6-type", text]
     if base not in ("tcp", "udp", "sctp"):
         return []
@@ -502,7 +446,7 @@ def _ipt_proto_opts(rule, base, d_in):
             ports[key] = rule.neg(side + "portstart") + ["--%sport" % key[0], text]
     out = ports.get("src", []) + ports.get("dst", [])
     if base == "tcp" and rule.has("option"):
-        out += rule.neg("option") + ["--tcp-option", str(P.number(rule.val("option")))]
+        out += rule.neg("option") + ["--tcp-option", str(V.number(rule.val("option")))]
     if base == "tcp" and rule.has("flags"):
         out += rule.neg("flags") + ["--tcp-flags"] + P.tcp_flags(rule.val("flags")).split()
     return out
@@ -517,7 +461,7 @@ def _ipt_after_state(rule, d_in, version):
         out += ["-m", "set", "--match-set", rule.val("ipset"), ",".join(flags)]
     if rule.has("connlimit-above"):
         word = "--connlimit-upto" if rule.neg("connlimit-above") else "--connlimit-above"
-        out += ["-m", "connlimit", word, str(P.number(rule.val("connlimit-above"))),
+        out += ["-m", "connlimit", word, str(V.number(rule.val("connlimit-above"))),
                 "--connlimit-mask", "32" if version == 4 else "128", "--connlimit-saddr"]
     return out
 
@@ -549,3 +493,27 @@ def _ipt_table(tool, nic_list) -> TableState:
     hooks = (("FORWARD", "-j " + _names.NWF_IN), ("FORWARD", "-j " + _names.NWF_OUT),
              ("FORWARD", "-j " + _names.NWF_IN_POST), ("INPUT", "-j " + _names.NWF_HOST_IN))
     return TableState(tool, "filter", chains, hooks)
+
+
+# ---------------------------------------------------------------- drop_unbound_taps
+
+def add_unbound_drop(ruleset, taps):
+    """Ruleset plus the fail-closed rule: frames from any vnet* tap without a binding are dropped.
+
+    Every bound tap must jump away before the DROP.  A tap whose filter has no from-guest
+    ebtables rules (an iptables-only filter) gets an empty root chain: its ACCEPT policy lets the
+    frame on to the filter's other layers.
+    """
+    state = ruleset.get(("eb", "nat")) or TableState("eb", "nat")
+    chains = dict(state.chains)
+    pre = [rule for chain, rule in state.hooks if chain == "PREROUTING"]
+    post = [(chain, rule) for chain, rule in state.hooks if chain != "PREROUTING"]
+    jumped = {rule.split()[1] for rule in pre}
+    for tap in sorted(set(taps) - jumped):
+        root = _names.eb_root("I", tap)
+        chains[root] = Chain(root, (), "ACCEPT")
+        pre.append("-i %s -j %s" % (tap, root))
+    pre.append(_names.UNBOUND_TAP_DROP)  # the parser knows it as ours by this exact text (see _names)
+    result = dict(ruleset)
+    result[("eb", "nat")] = TableState("eb", "nat", chains, tuple(("PREROUTING", r) for r in pre) + tuple(post))
+    return result

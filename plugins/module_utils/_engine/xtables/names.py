@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from ..errors import DeviceNameError
+from ..language.devices import TAP_PREFIX, check_device
 
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # iptables: XT_EXTENSION_MAXNAMELEN is 29 with the terminator; ebtables: 32 with it
 MAX_CHAIN = {"eb": 31, "ip4": 28, "ip6": 28}
 
@@ -29,24 +29,13 @@ NET_PRT = "LIBVIRT_PRT"
 
 # our one fixed rule in a built-in chain (guest_nic_filter drop_unbound_taps): it jumps to no chain
 # of ours, so it is recognised by its exact text; a wildcard is safe here because we wrote it
-UNBOUND_TAP_DROP = "-i vnet+ -j DROP"
+UNBOUND_TAP_DROP = "-i %s+ -j DROP" % TAP_PREFIX
 FIXED_HOOKS = frozenset({("eb", "nat", "PREROUTING", UNBOUND_TAP_DROP)})
 
 _OWNED = {
     "eb": re.compile(r"^(libvirt-[IOJP]-[A-Za-z0-9_.-]{1,15}|[IOJP]-[A-Za-z0-9_.-]{1,15}-[A-Za-z0-9_.:-]{1,12})$"),
     "ip": re.compile(r"^(F[IOJP]-[A-Za-z0-9_.-]{1,15}|H[IJ]-[A-Za-z0-9_.-]{1,15}|libvirt-(in|out|in-post|host-in))$"),
 }
-
-
-def check_device(name, what="device"):
-    """Reject names the kernel accepts but iptables treats specially (``vnet+``) or a shell would."""
-    if not isinstance(name, str) or not DEVICE_RE.match(name):
-        raise DeviceNameError(
-            "%s name %r is not valid: use 1 to 15 characters from A-Z, a-z, 0-9, '_', '.', '-' "
-            "(no '+', '/', spaces or quotes)" % (what, name),
-            device=name,
-        )
-    return name
 
 
 def _checked(tool, name):

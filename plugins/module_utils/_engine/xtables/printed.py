@@ -11,9 +11,9 @@ iptables 1.8.9, netbase): ethertype names from /etc/ethertypes, IP protocol name
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
+
+from ..language.values import address_text, ip_network, mac_int, mac_str, number, port_bounds
 
 _ETHERTYPES = {
     0x0800: "IPv4", 0x0805: "X25", 0x0806: "ARP", 0x0808: "FR_ARP", 0x08FF: "BPQ", 0x22F3: "TRILL",
@@ -23,23 +23,6 @@ _ETHERTYPES = {
     0x8864: "PPP_SES", 0x8884: "ATMFATE", 0x888E: "EAPOL", 0x88A8: "S-TAG", 0x88C7: "EAP_PREAUTH",
     0x88CC: "LLDP", 0x88E5: "MACSEC", 0x88E7: "PBB", 0x88F5: "MVRP", 0x88F7: "PTP", 0x8906: "FCOE",
     0x8914: "FIP", 0x8915: "ROCE", 0xA0ED: "LoWPAN",
-}
-
-_IP_PROTOCOLS = {
-    0: "ip", 1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp", 9: "igp",
-    12: "pup", 17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4", 33: "dccp", 36: "xtp",
-    37: "ddp", 38: "idpr-cmtp", 41: "ipv6", 43: "ipv6-route", 44: "ipv6-frag", 45: "idrp",
-    46: "rsvp", 47: "gre", 50: "esp", 51: "ah", 57: "skip", 58: "ipv6-icmp", 59: "ipv6-nonxt",
-    60: "ipv6-opts", 73: "rspf", 81: "vmtp", 88: "eigrp", 89: "ospf", 93: "ax.25", 94: "ipip",
-    97: "etherip", 98: "encap", 103: "pim", 108: "ipcomp", 112: "vrrp", 115: "l2tp", 124: "isis",
-    132: "sctp", 133: "fc", 135: "mobility-header", 136: "udplite", 137: "mpls-in-ip", 138: "manet",
-    139: "hip", 140: "shim6", 141: "wesp", 142: "rohc", 143: "ethernet",
-}
-
-# the names libvirt accepts for <ip protocol=...>, as numbers
-LIBVIRT_IP_PROTOCOLS = {
-    "tcp": 6, "udp": 17, "udplite": 136, "esp": 50, "ah": 51, "icmp": 1, "igmp": 2, "sctp": 132,
-    "icmpv6": 58,
 }
 
 # ebtables' ip6 match prints a (type, code range) it has a name for by that name
@@ -73,14 +56,8 @@ _MAC_NAMES = {
 }
 
 TCP_FLAG_BITS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
-_CT_STATE_ORDER = ("INVALID", "NEW", "RELATED", "ESTABLISHED")
 
 _NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def number(value):
-    """Parse a canonical decimal string (hex tolerated, as libvirt accepts it)."""
-    return int(value, 0)
 
 
 def ethertype(value):
@@ -88,30 +65,12 @@ def ethertype(value):
     return _ETHERTYPES.get(num, "0x%x" % num)
 
 
-def ip_protocol_number(value):
-    return LIBVIRT_IP_PROTOCOLS[value] if value in LIBVIRT_IP_PROTOCOLS else number(value)
-
-
-def ip_protocol(value):
-    num = ip_protocol_number(value)
-    return _IP_PROTOCOLS.get(num, str(num))
-
-
-def _mac_int(mac):
-    return int(mac.replace(":", ""), 16)
-
-
-def _mac_str(num):
-    raw = "%012x" % num
-    return ":".join(raw[i:i + 2] for i in range(0, 12, 2))
-
-
 def eb_mac(addr, mask=None):
     """A MAC with optional mask: masked address, full masks dropped, well-known pairs named."""
     full = (1 << 48) - 1
-    mask_num = full if mask is None else _mac_int(mask)
-    addr_num = _mac_int(addr) & mask_num
-    key = (_mac_str(addr_num), _mac_str(mask_num))
+    mask_num = full if mask is None else mac_int(mask)
+    addr_num = mac_int(addr) & mask_num
+    key = (mac_str(addr_num), mac_str(mask_num))
     if key in _MAC_NAMES:
         return _MAC_NAMES[key]
     if mask_num == full:
@@ -119,45 +78,30 @@ def eb_mac(addr, mask=None):
     return "%s/%s" % key
 
 
-def _network(addr, prefix, version):
-    net = ipaddress.ip_network("%s/%s" % (addr, prefix), strict=False)
-    if net.version != version:
-        raise ValueError("address %r is not IPv%d" % (addr, version))
-    return net
-
-
-def _addr_text(address):
-    """The tools print addresses with inet_ntop (``::ffff:10.1.0.0``, not ``::ffff:a01:0``)."""
-    if address.version == 4:
-        return str(address)
-    return socket.inet_ntop(socket.AF_INET6, address.packed)
-
-
 def eb_ip(addr, prefix=None, version=4):
     """ebtables: masked network, host prefix dropped."""
-    net = _network(addr, prefix if prefix is not None else (32 if version == 4 else 128), version)
+    net = ip_network(addr, prefix if prefix is not None else (32 if version == 4 else 128), version)
     if net.prefixlen == net.max_prefixlen:
-        return _addr_text(net.network_address)
-    return "%s/%d" % (_addr_text(net.network_address), net.prefixlen)
+        return address_text(net.network_address)
+    return "%s/%d" % (address_text(net.network_address), net.prefixlen)
 
 
 def ipt_ip(addr, prefix=None, version=4):
     """iptables: masked network, always with the prefix length."""
-    net = _network(addr, prefix if prefix is not None else (32 if version == 4 else 128), version)
-    return "%s/%d" % (_addr_text(net.network_address), net.prefixlen)
+    net = ip_network(addr, prefix if prefix is not None else (32 if version == 4 else 128), version)
+    return "%s/%d" % (address_text(net.network_address), net.prefixlen)
 
 
 def ipt_range(start, end=None, version=4):
-    first = _network(start, 32 if version == 4 else 128, version).network_address
-    last = first if end is None else _network(end, 32 if version == 4 else 128, version).network_address
-    return "%s-%s" % (_addr_text(first), _addr_text(last))
+    first = ip_network(start, 32 if version == 4 else 128, version).network_address
+    last = first if end is None else ip_network(end, 32 if version == 4 else 128, version).network_address
+    return "%s-%s" % (address_text(first), address_text(last))
 
 
 def port_range(start, end=None):
     """Both tools print a single port for ``N:N``."""
-    if end is None or number(end) == number(start):
-        return str(number(start))
-    return "%d:%d" % (number(start), number(end))
+    first, last = port_bounds(start, end)
+    return str(first) if first == last else "%d:%d" % (first, last)
 
 
 def icmpv6_eb(type_lo, type_hi, code_lo, code_hi):
@@ -189,11 +133,6 @@ def _tcp_flag_list(text):
             bits |= dict(TCP_FLAG_BITS)[name]
     names = [name for name, bit in TCP_FLAG_BITS if bits & bit]
     return ",".join(names) if names else "NONE"
-
-
-def ct_states(text):
-    wanted = {s.strip().upper() for s in text.split(",")}
-    return ",".join(s for s in _CT_STATE_ORDER if s in wanted)
 
 
 def quote(value):

@@ -13,12 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Tuple
 
-# tool key -> (save binary, restore binary)
-TOOLS = {
-    "eb": ("ebtables-save", "ebtables-restore"),
-    "ip4": ("iptables-save", "iptables-restore"),
-    "ip6": ("ip6tables-save", "ip6tables-restore"),
-}
 TOOL_ORDER = ("eb", "ip4", "ip6")
 
 BUILTIN_CHAINS = {

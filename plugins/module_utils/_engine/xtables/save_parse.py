@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ..errors import SaveParseError
 from .names import device_of_chain, is_fixed_hook, is_owned_chain
-from .ruleset import TOOLS, Chain, Ruleset, TableState, is_builtin_chain
+from .ruleset import Chain, Ruleset, TableState, is_builtin_chain
+from ..host.runner import TOOLS
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\]$")
 _DECL = re.compile(r"^:(\S+)\s+(\S+)(?:\s+\[\d+:\d+\])?\s*$")

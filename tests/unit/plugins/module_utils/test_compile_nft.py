@@ -17,6 +17,8 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.langua
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import (
     ApplyError, DeviceNameError, ResolveError, StoreError)
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import (
+    Chain, Lookup, Set, Table, Verdict, render_table)
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.golden import golden
 
 HERE = os.path.dirname(__file__)
@@ -53,7 +55,8 @@ def nic(index, name="clean-traffic", ips=None, filters=None):
 
 
 def table_text(insts):
-    return _compile_nft.compile_nics(insts).tables.get(TABLE, "")
+    tables = _compile_nft.compile_nics(insts).tables
+    return render_table(tables[TABLE]) if TABLE in tables else ""
 
 
 GOLDEN = {
@@ -80,9 +83,9 @@ def test_rule_count_does_not_grow_with_the_number_of_nics():
     few = _compile_nft.compile_nics([nic(i) for i in range(2)])
     many = _compile_nft.compile_nics([nic(i) for i in range(40)])
     assert few.rule_count == many.rule_count
-    assert len(_rule_lines(few.tables[TABLE])) == len(_rule_lines(many.tables[TABLE]))
+    assert len(_rule_lines(render_table(few.tables[TABLE]))) == len(_rule_lines(render_table(many.tables[TABLE])))
     # and the per-NIC values are there: every tap in the dispatch map and in the MAC set
-    text = many.tables[TABLE]
+    text = render_table(many.tables[TABLE])
     assert all('"vnet%d" : jump out-root-' % i in text for i in range(40))
     assert all('52:54:00:00:00:%02x . "vnet%d"' % (i, i) for i in range(40))
 
@@ -119,7 +122,7 @@ def test_nics_that_differ_in_a_value_sets_cannot_hold_get_their_own_chain_and_a_
                           parameters=(("PORT", port),))
         insts.append(_resolve.instantiate(binding, filters))
     result = _compile_nft.compile_nics(insts)
-    text = result.tables[TABLE]
+    text = render_table(result.tables[TABLE])
     assert "tcp dport 25 drop" in text and "tcp dport 587 drop" in text
     # the shared root dispatches to the per-NIC variant through an interface map
     assert "ether type ip iifname vmap @out-root-" in text
@@ -182,35 +185,26 @@ LIVE = """table bridge hfw_nwfilter {
 \t}
 }
 """
-DESIRED = """table bridge hfw_nwfilter {
-\tset r {
-\t\ttypeof @nh,48,16 . iifname
-\t\telements = { 3 . "vnet0" }
-\t}
-\tset s {
-\t\ttype ether_addr . ifname
-\t\telements = { 52:54:00:00:00:01 . "vnet0", 52:54:00:00:00:02 . "vnet1" }
-\t}
-\tchain c {
-\t\tether saddr . iifname @s return
-\t\taccept
-\t}
-}
-"""
+DESIRED = Table("bridge", "hfw_nwfilter", (
+    Set("r", ("@nh,48,16", "iifname"), (("3", '"vnet0"'),), typeof=True),
+    Set("s", ("ether_addr", "ifname"), (("52:54:00:00:00:01", '"vnet0"'), ("52:54:00:00:00:02", '"vnet1"'))),
+    Chain("c", ((Lookup(("ether saddr", "iifname"), "s"), Verdict("return")), (Verdict("accept"),)))))
 
 
 def test_parse_ignores_element_order_object_order_and_integer_spelling():
-    assert _nft.parse_table(LIVE) == _nft.parse_table(DESIRED)
+    assert _nft.parse_table(LIVE) == _nft.parse_table(render_table(DESIRED))
     assert _nft.plan({TABLE: DESIRED}, {TABLE: LIVE}).is_empty()
 
 
 def test_a_changed_rule_replaces_the_table_in_one_transaction():
-    changed = DESIRED.replace("return", "drop")
+    chain = DESIRED.objects[2]
+    changed = dataclasses.replace(DESIRED, objects=DESIRED.objects[:2] + (
+        dataclasses.replace(chain, rules=((chain.rules[0][0], Verdict("drop")),) + chain.rules[1:]),))
     the_plan = _nft.plan({TABLE: changed}, {TABLE: LIVE})
     payload = the_plan.payload()
     assert payload.startswith("table bridge hfw_nwfilter\ndelete table bridge hfw_nwfilter\n")
-    assert payload.endswith(changed)
-    assert the_plan.diff()[0]["before"] == LIVE and the_plan.diff()[0]["after"] == changed
+    assert payload.endswith(render_table(changed)) and "@s drop" in payload
+    assert the_plan.diff()[0]["before"] == LIVE and the_plan.diff()[0]["after"] == render_table(changed)
 
 
 def test_an_empty_desired_state_deletes_only_our_table():
@@ -306,7 +300,7 @@ def _l3(count=3):
 
 
 def test_layer34_copies_follow_the_xtables_chains():
-    inet = _nft.parse_table(_l3().tables[("inet", "hfw_nwfilter")])
+    inet = _nft.parse_table(render_table(_l3().tables[("inet", "hfw_nwfilter")]))
     chains = {name.split("-")[0]: lines for (kind, name), lines in inet.items() if kind == "chain" and "-" in name}
     # FO (to the guest) accepts new SSH; FI and HI let the replies return; reject is stateless
     assert list(chains["FO"]) == [
@@ -321,9 +315,9 @@ def test_layer34_copies_follow_the_xtables_chains():
 def test_layer34_chains_are_shared_and_ports_dispatch_by_mark():
     few, many = _l3(2), _l3(30)
     assert few.rule_count == many.rule_count
-    inet = many.tables[("inet", "hfw_nwfilter")]
+    inet = render_table(many.tables[("inet", "hfw_nwfilter")])
     assert inet.count("\tchain FO-") == 1 and inet.count(": jump FO-") == 30
-    marks = many.tables[("bridge", "hfw_nwfilter_mark")]
+    marks = render_table(many.tables[("bridge", "hfw_nwfilter_mark")])
     number = sorted("vnet%d" % i for i in range(30)).index("vnet29") + 1
     assert '"vnet29" : 0x%08x' % (0x48460000 + number) in marks
     assert '"vnet29" : 0x%08x' % (0x48470000 + number) in marks
@@ -348,7 +342,7 @@ def _ip_l3(count, ips=None):
 def test_layer34_rules_differing_only_in_host_addresses_share_chains_as_nics_grow():
     sizes = {count: _ip_l3(count) for count in (1, 2, 40)}
     assert sizes[2].rule_count == sizes[40].rule_count == sizes[1].rule_count
-    inet = sizes[40].tables[("inet", "hfw_nwfilter")]
+    inet = render_table(sizes[40].tables[("inet", "hfw_nwfilter")])
     assert inet.count("\tchain FI-") == inet.count("\tchain FO-") == inet.count("\tchain HI-") == 1
     # each NIC's address is a set element keyed by its mark; the constant 10.0.0.1 is written once
     number = sorted("vnet%d" % i for i in range(40)).index("vnet7") + 1
@@ -360,7 +354,7 @@ def test_layer34_rules_differing_only_in_host_addresses_share_chains_as_nics_gro
 
 def test_layer34_ip_list_becomes_one_lookup_and_other_differences_get_a_chain_and_a_note():
     listed = _ip_l3(2, ips={0: ["192.168.100.10", "192.168.100.99"]})
-    inet = listed.tables[("inet", "hfw_nwfilter")]
+    inet = render_table(listed.tables[("inet", "hfw_nwfilter")])
     assert inet.count("\tchain FI-") == 1 and listed.rule_count == _ip_l3(2).rule_count
     assert "0x48460001 . 192.168.100.99" in inet and "0x48460002 . 192.168.100.11" in inet
     # a masked address is a network, written literally: that NIC's FI chain differs
@@ -368,6 +362,6 @@ def test_layer34_ip_list_becomes_one_lookup_and_other_differences_get_a_chain_an
     net = _extra_filter(masked_xml.replace("ip-l3", "ip-l3-net"))
     filters = dict(FILTERS, **{"ip-l3": _extra_filter(IP_L3), "ip-l3-net": net})
     masked = _compile_nft.compile_nics([nic(0, "ip-l3", filters=filters), nic(1, "ip-l3-net", filters=filters)])
-    inet = masked.tables[("inet", "hfw_nwfilter")]
+    inet = render_table(masked.tables[("inet", "hfw_nwfilter")])
     assert inet.count("\tchain FI-") == 2 and "ip saddr 192.168.100.0/24 tcp dport 80" in inet
     assert any(note.startswith("FI chain: 2 variants for 2 NICs") for note in masked.notes)

@@ -13,6 +13,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.langua
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import placement as _guests  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import hook as _hook  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import names as _names  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runtime as _runtime  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
@@ -123,7 +124,7 @@ def test_ip_link_output_gives_macs():
 
 
 def test_drop_unbound_rule_comes_after_every_bound_taps_jump_and_reads_back_as_ours():
-    ruleset = _guests.add_unbound_drop({}, {"vnet2"})
+    ruleset = _compile_xt.add_unbound_drop({}, {"vnet2"})
     state = ruleset[("eb", "nat")]
     assert state.hooks == (("PREROUTING", "-i vnet2 -j libvirt-I-vnet2"), ("PREROUTING", "-i vnet+ -j DROP"))
     assert state.chains["libvirt-I-vnet2"].rules == () and state.chains["libvirt-I-vnet2"].policy == "ACCEPT"

@@ -11,7 +11,8 @@ inserts out of range, jumps to a missing chain or deletes a referenced chain fai
 import copy
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ToolMissingError
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import BUILTIN_CHAINS, TOOLS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import BUILTIN_CHAINS
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
 
 VERDICTS = {"ACCEPT", "DROP", "RETURN", "REJECT", "CONTINUE", "MASQUERADE", "SNAT", "CHECKSUM"}

@@ -1,0 +1,25 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which network device names a binding, a network or a rule may use: the same for every backend."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import DeviceNameError
+
+DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# libvirt names the taps it creates vnetN: the unbound-tap drop covers exactly those
+TAP_PREFIX = "vnet"
+
+
+def check_device(name, what="device"):
+    """Reject names the kernel accepts but iptables treats specially (``vnet+``) or a shell would."""
+    if not isinstance(name, str) or not DEVICE_RE.match(name):
+        raise DeviceNameError(
+            "%s name %r is not valid: use 1 to 15 characters from A-Z, a-z, 0-9, '_', '.', '-' "
+            "(no '+', '/', spaces or quotes)" % (what, name),
+            device=name,
+        )
+    return name
