@@ -239,7 +239,7 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         try:
             result, nft_result = _backend.converge_both(host.backend, host.xtables, host.nft_tables, runner,
                                                         host.scope, check_mode)
-        except EngineError:
+        except BaseException:  # noqa: B902  any failure of the kernel apply puts the store back
             if writer is not None:
                 writer.rollback()
             raise

@@ -6,6 +6,12 @@
 ``prefix`` runs every tool through a wrapper (``ip netns exec NS``): that is how tests and the
 namespace lab reach a "host".  Binaries are resolved to absolute paths up front, so a missing
 tool is reported before anything changes.
+
+Tool output is decoded as UTF-8 with ``surrogateescape``: another program's rule may carry any
+byte (a Latin-1 comment), and it must reach the parser and go back out unchanged, never crash a run.
+
+Also here: signals_interrupt (a signal during an apply rolls it back) and fault_point, the test
+hook that kills the process at a chosen tool call or store rename (docs/docsite/rst/safety.rst).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 
 from ..errors import ApplyError, LockError, ToolMissingError
@@ -34,6 +42,87 @@ PACKAGES = {
 }
 # ebtables-restore takes no -w; iptables-legacy needs it to wait for the xtables lock
 _RESTORE_OPTS = {"eb": ["--noflush"], "ip4": ["--noflush", "-w", "10"], "ip6": ["--noflush", "-w", "10"]}
+# lossless for any byte a tool prints; what we write ourselves is always valid UTF-8
+ENCODING, DECODE_ERRORS = "utf-8", "surrogateescape"
+
+# fault injection for tests: SIGKILL this process just before the Nth fault point (a command the
+# runner starts or a store rename), and/or append one line per fault point to a log file
+KILL_AT_ENV = "HFW_TEST_KILL_AT"
+FAULT_LOG_ENV = "HFW_TEST_FAULT_LOG"
+_FAULTS = {"count": 0}
+
+
+def fault_point(kind, detail):
+    """Count one fault point (``kind`` 'tool' or 'rename'); the test hook may kill us here.
+
+    Without the two environment variables this does nothing.  The log names each point, so a test
+    can first count the points of an operation, then kill at each one in turn."""
+    kill_at, log = os.environ.get(KILL_AT_ENV), os.environ.get(FAULT_LOG_ENV)
+    if not kill_at and not log:
+        return
+    _FAULTS["count"] += 1
+    if log:
+        with open(log, "a", encoding=ENCODING, errors=DECODE_ERRORS) as handle:
+            handle.write("%d %s %s\n" % (_FAULTS["count"], kind, detail))
+    if kill_at == str(_FAULTS["count"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Interrupted(BaseException):
+    """A signal arrived while the kernel was being changed (raised by signals_interrupt).
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` between the signal and the
+    apply's rollback can swallow it."""
+
+    def __init__(self, signum):
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+class SignalGuard:
+    """The state of one signals_interrupt block: signals seen, and whether they still raise."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+    def __init__(self):
+        self.received = []
+        self.deferring = False
+        self.previous = {}
+
+    def handle(self, signum, _frame):
+        self.received.append(signum)
+        if not self.deferring:
+            self.deferring = True
+            raise Interrupted(signum)
+
+    def defer(self):
+        """From now on signals are only recorded (the rollback must not be interrupted)."""
+        self.deferring = True
+
+
+@contextlib.contextmanager
+def signals_interrupt():
+    """While the body runs, SIGTERM, SIGHUP and SIGINT raise Interrupted (once), so the apply can
+    roll back instead of dying between two tools.  Afterwards the previous handlers are back, and
+    a Python handler the process had installed (the watcher's) is called for each signal seen, so
+    the process still stops as it meant to.  Outside the main thread signals cannot be caught:
+    the body runs unguarded."""
+    guard = SignalGuard()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+    for signum in guard.SIGNALS:
+        guard.previous[signum] = signal.signal(signum, guard.handle)
+    try:
+        yield guard
+    finally:
+        for signum, handler in guard.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        for signum in dict.fromkeys(guard.received):
+            handler = guard.previous[signum]
+            if callable(handler) and handler is not signal.default_int_handler:
+                handler(signum, None)
 
 
 class Runner:
@@ -49,13 +138,16 @@ class Runner:
     def run(self, argv, data=None):
         """(rc, stdout, stderr) of argv run without a shell, with data on stdin."""
         env = dict(os.environ, LC_ALL="C")
+        fault_point("tool", os.path.basename(str(argv[0])))
         try:
             proc = subprocess.run(
-                self.prefix + list(argv), input=data, capture_output=True, text=True, env=env,
-                timeout=self.timeout, check=False,
+                self.prefix + list(argv), input=data, capture_output=True, encoding=ENCODING,
+                errors=DECODE_ERRORS, env=env, timeout=self.timeout, check=False,
             )
         except subprocess.TimeoutExpired:
-            raise ApplyError("%s did not finish within %ss" % (" ".join(argv), self.timeout), argv=list(argv))
+            # subprocess.run killed the tool; the caller re-reads the kernel to learn what it did
+            raise ApplyError("%s did not finish within %ss and was killed" % (" ".join(argv), self.timeout),
+                             argv=list(argv), timeout=self.timeout) from None
         except OSError as exc:
             # commands found by name at run time (ip, cat, the prefix itself), not by _binary()
             raise ToolMissingError("cannot run %s: %s; install it or fix PATH"

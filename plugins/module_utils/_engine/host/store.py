@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Dict, Optional
 
 from ..errors import EngineError, StoreError
+from . import runner as _runner
 from ..language import filter_xml as _filterxml
 from ..language import network as _network
 
@@ -237,6 +238,7 @@ def atomic_replace(path, data: Optional[bytes]):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
+        _runner.fault_point("rename", path)
         os.replace(tmp, path)
     except OSError as exc:
         if os.path.exists(tmp):

@@ -1,12 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to hypervisor.firewall
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Converge the host to a desired Ruleset: read, plan, apply tool by tool, roll back, verify.
+"""Converge the host to a desired Ruleset: read, plan, apply make-before-break, roll back, verify.
 
-Pure apart from the runner object it is given (see _runner.Runner); tests pass a fake one.
-Each tool's restore is one transaction (nft variants), but the three tools are three: when a
-later tool fails, the earlier ones are planned back to their snapshot and restored.
-The caller holds the host lock around the whole call.
+Pure apart from the runner object it is given (see host.runner.Runner); tests pass a fake one.
+Each tool's restore is one transaction (nft variants), but the three tools are three, so an
+apply is two steps in every tool: first the bridge state (new chains and jumps in, nothing out),
+then the desired state (old chains and jumps out).  A kill between any two restores leaves every
+NIC filtered by its old rules, its new rules or both, in every tool; the next writer plans from
+whatever it reads.  A failed restore, a timeout, a signal or an unexpected exception moves every
+tool back to its snapshot the same way.  The caller holds the host lock around the whole call.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..errors import ApplyError, ConvergeError
-from .names import device_of_chain, is_fixed_hook, is_owned_chain
-from .plan import TOOL_LABEL, Plan, plan
-from .ruleset import TOOL_ORDER, is_builtin_chain
-from ..host.runner import TOOLS
+from ..errors import ApplyError, ConvergeError, EngineError
+from ..host.runner import TOOLS, Interrupted, signals_interrupt
+from .names import NWF_GLOBAL, device_of_chain, is_fixed_hook, is_owned_chain
+from .plan import TOOL_LABEL, Plan, plan, stale_hooks
+from .ruleset import TOOL_ORDER, Chain, TableState, is_builtin_chain
 from .save_parse import Scope, jump_target, parse_live
 
 _ERROR_LINE = re.compile(r"line:? (\d+)")
@@ -81,46 +84,157 @@ def failing_excerpt(payload, stderr):
     return number, ["%s%4d: %s" % (">" if n == number else " ", n, lines[n - 1]) for n in range(low, high + 1)]
 
 
-def _rollback(runner, scope, snapshot, tools):
-    """Plan each applied tool back to its snapshot; return failures as text."""
-    failures = []
-    for tool in reversed(tools):
-        ruleset, positions = parse_live(tool, runner.save(tool), scope)
-        back = plan(_of_tool(snapshot, tool), ruleset, positions)
-        if back.is_empty():
+def bridge_state(desired, live):
+    """The state an apply passes through: every desired chain and hook, plus everything live
+    that ``desired`` drops, kept as it is.
+
+    In the shared dispatch chains (``libvirt-in`` & co.) the jumps of NICs that lose their chains
+    follow the new jumps.  Reached from ``live`` and left for ``desired`` by one transaction per
+    tool each, it keeps every NIC filtered by its old rules, its new rules or both, in every tool
+    at every instant: nothing is removed from any tool before every tool holds its new rules.
+    """
+    bridge = {}
+    for key in set(desired) | set(live):
+        want = desired.get(key) or TableState(*key)
+        have = live.get(key) or TableState(*key)
+        chains = dict(want.chains)
+        for name, chain in have.chains.items():
+            if name not in chains:
+                chains[name] = chain
+            elif name in NWF_GLOBAL:
+                old_jumps = tuple(rule for rule in chain.rules if rule not in chains[name].rules)
+                if old_jumps:
+                    chains[name] = Chain(name, chains[name].rules + old_jumps, chains[name].policy)
+        hooks = list(want.hooks)
+        for builtin in dict.fromkeys(b for b, _rule in have.hooks):
+            rules = have.hooks_of(builtin)
+            hooks += [(builtin, rules[i]) for i in stale_hooks(want.hooks_of(builtin), rules)]
+        bridge[key] = TableState(key[0], key[1], chains, tuple(hooks))
+    return bridge
+
+
+class _StepFailed(Exception):
+    """A restore of one step returned non-zero (the tool's transaction applied nothing)."""
+
+    def __init__(self, tool, rc, err, payload):
+        super().__init__("%s rc %d" % (TOOLS[tool][1], rc))
+        self.tool, self.rc, self.err, self.payload = tool, rc, err, payload
+
+
+@dataclass
+class _Progress:
+    """Which tools a transition has restored so far, and the one it is restoring now."""
+
+    applied: List[str] = field(default_factory=list)
+    current: Optional[str] = None
+    payload: str = ""
+
+
+def _restore_each(runner, the_plan, order, progress):
+    for tool in order:
+        if tool not in the_plan.tools_changed:
             continue
-        rc, _out, err = runner.restore(tool, back.payload(tool))
+        progress.current, progress.payload = tool, the_plan.payload(tool)
+        rc, _out, err = runner.restore(tool, progress.payload)
         if rc != 0:
-            failures.append("%s: rc %d: %s" % (TOOLS[tool][1], rc, err.strip()))
-    return failures
+            raise _StepFailed(tool, rc, err, progress.payload)
+        if tool not in progress.applied:
+            progress.applied.append(tool)
+        progress.current = None
 
 
-def _apply_error(tool, rc, err, payload, applied, failures):
-    number, excerpt = failing_excerpt(payload, err)
-    if failures:
-        outcome = "rollback failed, the host is in a mixed state: %s" % "; ".join(failures)
-    elif applied:
-        outcome = "rolled back: %s" % ", ".join(TOOLS[t][1] for t in applied)
+def _transition(runner, scope, target, live, positions, order, progress):
+    """Make, then break: restore the bridge state in every tool, then ``target`` in every tool."""
+    bridge = bridge_state(target, live)
+    make = plan(bridge, live, positions)
+    _restore_each(runner, make, order, progress)
+    if plan(target, bridge).is_empty():
+        return
+    if not make.is_empty():
+        live, positions = read_live(runner, scope)
+    _restore_each(runner, plan(target, live, positions), order, progress)
+
+
+def _describe(exc):
+    """What interrupted an apply, in one line."""
+    if isinstance(exc, Interrupted):
+        return "interrupted by %s" % exc.name
+    if isinstance(exc, EngineError):
+        return exc.msg
+    return "unexpected %s: %s (a bug: please report it)" % (type(exc).__name__, exc)
+
+
+def _tool_states(runner, scope, snapshot, desired):
+    """{tool label: 'as before' | 'new rules' | 'neither ...'} read from the kernel after a rollback."""
+    states = {}
+    for tool in TOOL_ORDER:
+        try:
+            ruleset, positions = parse_live(tool, runner.save(tool), scope)
+        except Exception as exc:  # the report must not hide the first failure
+            states[TOOL_LABEL[tool]] = "unknown (%s)" % _describe(exc)
+            continue
+        if plan(_of_tool(snapshot, tool), ruleset, positions).is_empty():
+            states[TOOL_LABEL[tool]] = "as before"
+        elif plan(_of_tool(desired, tool), ruleset, positions).is_empty():
+            states[TOOL_LABEL[tool]] = "new rules"
+        else:
+            states[TOOL_LABEL[tool]] = "between old and new (each NIC filtered by old, new or both)"
+    return states
+
+
+def _roll_back(runner, scope, snapshot):
+    """Converge every tool back to ``snapshot`` (make before break too); '' or why it failed."""
+    progress = _Progress()
+    try:
+        live, positions = read_live(runner, scope)
+        _transition(runner, scope, snapshot, live, positions, tuple(reversed(TOOL_ORDER)), progress)
+    except _StepFailed as failed:
+        return "%s: rc %d: %s" % (TOOLS[failed.tool][1], failed.rc, failed.err.strip())
+    except Exception as exc:  # reported in the apply's one error message
+        return _describe(exc)
+    return ""
+
+
+def _apply_error(cause, progress, rollback_failure, states):
+    """One message: what failed, where, and the state of each tool afterwards."""
+    failed = cause if isinstance(cause, _StepFailed) else None
+    tool = progress.current
+    number, excerpt = failing_excerpt(progress.payload, failed.err) if failed else (None, [])
+    if failed:
+        where = " at line %d" % number if number else ""
+        what = "%s failed (rc %d)%s: %s" % (TOOLS[tool][1], failed.rc, where, failed.err.strip())
     else:
-        outcome = "nothing was changed"
-    where = " at line %d" % number if number else ""
+        what = "applying the rules %s%s" % ("during %s: " % TOOLS[tool][1] if tool else "stopped: ", _describe(cause))
+    state_text = ", ".join("%s: %s" % item for item in states.items())
+    if rollback_failure:
+        outcome = ("rollback failed, the host is in a mixed state (%s): %s; run again to converge"
+                   % (rollback_failure, state_text))
+    elif progress.applied or (tool and not failed):
+        outcome = "rolled back: %s" % state_text
+    else:
+        outcome = "nothing was changed: %s" % state_text
+    lines = [what] + (["\n".join(excerpt)] if failed else []) + [outcome]
     return ApplyError(
-        "%s failed (rc %d)%s: %s\n%s\n%s" % (TOOLS[tool][1], rc, where, err.strip(), "\n".join(excerpt), outcome),
-        tool=tool, rc=rc, stderr=err, line=number, lines=excerpt, payload=payload,
-        rolled_back=applied, rollback_errors=failures,
+        "\n".join(lines), tool=tool, rc=failed.rc if failed else None, stderr=failed.err if failed else None,
+        line=number, lines=excerpt, payload=progress.payload, rolled_back=list(progress.applied),
+        rollback_errors=[rollback_failure] if rollback_failure else [], tool_states=states,
+        interrupted_by=cause.name if isinstance(cause, Interrupted) else None,
     )
 
 
-def _apply(the_plan, runner, scope, snapshot):
-    """One restore per tool in TOOL_ORDER; on failure roll back the tools already applied."""
-    applied = []
-    for tool in the_plan.tools_changed:
-        payload = the_plan.payload(tool)
-        rc, _out, err = runner.restore(tool, payload)
-        if rc != 0:
-            failures = _rollback(runner, scope, snapshot, applied)
-            raise _apply_error(tool, rc, err, payload, applied, failures)
-        applied.append(tool)
+def _apply(desired, runner, scope, snapshot, positions):
+    """Move the host from ``snapshot`` to ``desired``; on any failure, a signal or an unexpected
+    exception, move it back and raise one ApplyError that says what state each tool is in."""
+    progress = _Progress()
+    with signals_interrupt() as guard:
+        try:
+            _transition(runner, scope, desired, snapshot, positions, TOOL_ORDER, progress)
+        except BaseException as exc:  # noqa: B902  signals and bugs roll back like a failed restore
+            if not isinstance(exc, (Exception, Interrupted, KeyboardInterrupt)):
+                raise
+            guard.defer()
+            failure = _roll_back(runner, scope, snapshot)
+            raise _apply_error(exc, progress, failure, _tool_states(runner, scope, snapshot, desired)) from None
 
 
 def _mismatch_cause(desired, live):
@@ -146,7 +260,7 @@ def converge(desired, runner, scope: Optional[Scope] = None, check_mode=False):
         payloads={tool: the_plan.payload(tool) for tool in the_plan.tools_changed}, plan=the_plan,
     )
     if not check_mode and result.changed:
-        _apply(the_plan, runner, scope, snapshot)
+        _apply(desired, runner, scope, snapshot, positions)
         live, positions = read_live(runner, scope)
         rest = plan(desired, live, positions)
         if not rest.is_empty():

@@ -82,7 +82,7 @@ def _top_positions(state: TableState):
     return {(state.tool, state.table, b): tuple(range(1, len(state.hooks_of(b)) + 1)) for b, rule in state.hooks}
 
 
-def _stale_hooks(want, have):
+def stale_hooks(want, have):
     """Indexes of live hooks to delete: unknown rules and surplus copies.
 
     ``-D`` by text removes the first copy in the chain, so surplus copies are the first ones.
@@ -115,7 +115,7 @@ def _hook_ops(want, have, pos):
     top = tuple(range(1, len(have) + 1))
     if have == want and pos == top:
         return [], []
-    stale = _stale_hooks(want, have)
+    stale = stale_hooks(want, have)
     kept = [i for i in range(len(have)) if i not in stale]
     shifted = [pos[i] - sum(1 for s in stale if pos[s] < pos[i]) for i in kept]
     matched = _matched([have[i] for i in kept], want)
