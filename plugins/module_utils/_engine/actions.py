@@ -126,15 +126,18 @@ def nwfilter(params, check_mode, runner=None):
 
 def nwfilter_info(params):
     state = _store.load_store(params["config_dir"])
-    filters = state.filters
+    broken = [b for b in _store.broken_objects(state) if b.kind == "filters"]
+    filters = {n: f for n, f in state.filters.items() if not isinstance(f, _store.Broken)}
     listing = [
         dict(name=f.name, uuid=f.uuid, chain=f.chain,
              priority=_schema.chain_priority(f.chain, f.priority),
              references=list(f.references))
         for f in (filters[n] for n in sorted(filters))
     ]
-    result = dict(changed=False, filters=listing)
+    result = dict(changed=False, filters=listing, warnings=[b.message for b in broken])
     name = params.get("name")
+    if name in state.filters and name not in filters:
+        _store.require_sound(state.with_changes(filters={name: state.filters[name]}, bindings={}, networks={}))
     if name:
         if name not in filters:
             raise StoreError(

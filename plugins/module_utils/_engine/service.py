@@ -226,15 +226,19 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
     with host_lock(lock_file, lock_timeout):
         before = _store.load_store(config_dir)
         after, warnings = mutate(before)
+        # an entry that no longer parses blocks only the runs that keep it (redefine or remove it)
+        _store.require_sound(after)
         resolved = {} if check_mode else check_bindings_resolve(after)
         host = desired_for_host(config_dir, after, runner, libvirt_binding_dir, backend,
                                 skip_unresolvable=check_mode, resolved=resolved, fallback=fallback)
         store_changed = before != after
         outcome = Outcome(False, store_changed, False, before=before, after=after,
-                          warnings=list(warnings) + _bridge_nf_warnings(host.xtables, runner) + host.warnings)
+                          warnings=list(before.warnings) + list(warnings) + _bridge_nf_warnings(host.xtables, runner)
+                          + host.warnings)
         outcome.diff.extend(_store.store_diff(before, after))
         writer = None
-        if store_changed and not check_mode:
+        # a format 1 store is replaced by the document on first use, changed or not
+        if (store_changed or before.legacy) and not check_mode:
             writer = _store.write_changes(config_dir, before, after)
         try:
             result, nft_result = _backend.converge_both(host.backend, host.xtables, host.nft_tables, runner,

@@ -72,9 +72,10 @@ def test_store_delete_failure_is_a_store_error(tmp_path, monkeypatch):
 def test_unreadable_store_file_is_a_store_error(tmp_path, monkeypatch):
     (tmp_path / "filters").mkdir()
     (tmp_path / "filters" / "f.xml").write_text("<filter name='f' chain='root'/>")
-    monkeypatch.setattr(_store, "open", _fail, raising=False)
+    monkeypatch.setattr(_store.os, "open", _fail)
     with pytest.raises(StoreError) as err:
         _store.load_store(str(tmp_path))
+    monkeypatch.undo()
     assert "f.xml" in err.value.msg
 
 

@@ -231,7 +231,8 @@ def test_hook_records_the_guest_and_ignores_what_is_not_its_business(tmp_path, c
 def test_hook_preflight_refuses_a_migration_this_host_cannot_filter(tmp_path, capsys):
     env = store_with_guest(tmp_path)
     broken = Binding(portdev=None, mac=MAC_B, filter="missing", owner_name="guest-b")
-    _store.StoreWriter(str(tmp_path / "store")).put("bindings", broken.key, broken)
+    state = _store.load_store(str(tmp_path / "store"))
+    _store.write_changes(str(tmp_path / "store"), state, state.with_changes(bindings=dict(state.bindings, **{broken.key: broken})))
     assert run_hook(["guest-b", "migrate", "begin", "-"], env, FakeHostRunner({})) == 1
     assert "missing" in capsys.readouterr().err
 

@@ -8,6 +8,7 @@ that names the object and says what to do, and must leave the store directory an
 (simulated) kernel byte-identical.
 """
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -374,29 +375,57 @@ def store_dir(relpath):
     return lambda root, _host: os.makedirs(os.path.join(root, "store", relpath))
 
 
+def edit_document(change):
+    """Damage store.json the way a hand edit would: ``change`` gets the parsed document."""
+    def write(root, _host):
+        path = os.path.join(root, "store", "store.json")
+        with open(path, encoding="utf-8") as handle:
+            doc = json.load(handle)
+        change(doc)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle)
+    return write
+
+
+def _set(kind, name, text):
+    return edit_document(lambda doc: doc[kind].__setitem__(name, text))
+
+
+BINDING_ELSEWHERE = ("<filterbinding><portdev name='vnet8'/><mac address='%s'/><filterref filter='allow-arp'/>"
+                     "</filterbinding>" % MAC)
+# damage to the document itself: nothing can be known, every run refuses and names the file
 CORRUPT = {
-    "format-foreign": store_file("format", b"firewalld 2\n"),
-    "format-empty": store_file("format", b""),
-    "stray-file": store_file("filters/README", b"hello"),
-    "stray-ext": store_file("filters/x.json", b"{}"),
-    "bad-xml": store_file("filters/x.xml", b"<filter name='x'"),
-    "wrong-name": store_file("filters/x.xml", b"<filter name='y'/>"),
-    "doctype": store_file("filters/x.xml", b"<!DOCTYPE x><filter name='x'/>"),
-    "binary": store_file("filters/x.xml", bytes(range(256))),
-    "binding-bad": store_file("bindings/vnet9.xml", b"<filterbinding/>"),
-    "binding-name": store_file("bindings/vnet9.xml", open(os.devnull, "rb").read() + b"<filterbinding>"
-                               b"<portdev name='vnet8'/><mac address='%s'/><filterref filter='allow-arp'/>"
-                               b"</filterbinding>" % MAC.encode()),
-    "network-bad": store_file("networks/n.xml", b"<network/>"),
-    "dir-as-file": store_dir("filters/d.xml"),
-    "format-dir": lambda root, host: (os.unlink(os.path.join(root, "store", "format")),
-                                      os.makedirs(os.path.join(root, "store", "format"))),
+    "format-foreign": edit_document(lambda doc: doc.__setitem__("format", "firewalld 2")),
+    "format-missing": edit_document(lambda doc: doc.pop("format")),
+    "unknown-key": edit_document(lambda doc: doc.__setitem__("zones", {})),
+    "kind-not-map": edit_document(lambda doc: doc.__setitem__("filters", [])),
+    "ledger-bad": edit_document(lambda doc: doc.__setitem__("ledger", {"chains": [1]})),
+    "not-json": store_file("store.json", b"{\"format\": "),
+    "binary": store_file("store.json", bytes(range(256))),
+    "list": store_file("store.json", b"[]"),
+    "dir-as-file": lambda root, host: (os.unlink(os.path.join(root, "store", "store.json")),
+                                       os.makedirs(os.path.join(root, "store", "store.json"))),
 }
+# damage to one entry: refused by every run that keeps it (fixing it is shown in test_store.py)
+BROKEN_ENTRY = {
+    "bad-xml": _set("filters", "x", "<filter name='x'"),
+    "wrong-name": _set("filters", "x", "<filter name='y'/>"),
+    "doctype": _set("filters", "x", "<!DOCTYPE x><filter name='x'/>"),
+    "not-text": _set("filters", "x", 7),
+    "binding-bad": _set("bindings", "vnet9", "<filterbinding/>"),
+    "binding-name": _set("bindings", "vnet9", BINDING_ELSEWHERE),
+    "network-bad": _set("networks", "n", "<network/>"),
+    "name-newline": _set("bindings", "vnet9\n", BINDING_ELSEWHERE),
+}
+for key, damage in BROKEN_ENTRY.items():
+    for action, call in (("filter", nwfilter(xml="<filter name='fresh'/>")),
+                         ("nic", nic(portdev="vnet2", mac=MAC, filter="allow-arp"))):
+        case("store-entry-%s-%s" % (key, action), call, (StoreError,), "store.json", setup=(damage,))
 for key, damage in CORRUPT.items():
     for action, call in (("filter", nwfilter(xml="<filter name='fresh'/>")),
                          ("nic", nic(portdev="vnet2", mac=MAC, filter="allow-arp")),
                          ("info", lambda root, host: _actions.nwfilter_info(H.base_params(root)))):
-        case("store-%s-%s" % (key, action), call, (StoreError,), "store", setup=(damage,))
+        case("store-%s-%s" % (key, action), call, (StoreError,), "store.json", setup=(damage,))
 
 
 def config_dir_is_file(root, _host):

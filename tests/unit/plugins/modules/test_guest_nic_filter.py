@@ -83,7 +83,7 @@ def test_present_applies_in_one_restore_per_tool_then_is_idempotent(tmp_path, ho
     assert [tool for tool, _payload in host.restores] == ["eb"]
     assert owned(host)[("eb", "nat", "I-vnet0-mac")] == ("-s %s -j RETURN" % MAC0, "-j DROP")
     assert [b["portdev"] for b in first["bindings"]] == ["vnet0", "vnet1"]
-    assert sorted(os.listdir(tmp_path / "store" / "bindings")) == ["vnet0.xml", "vnet1.xml"]
+    assert sorted(_store.load_store(str(tmp_path / "store")).bindings) == ["vnet0", "vnet1"]
     again = _actions.guest_nic_filter(params(tmp_path, bindings=[binding(), binding("vnet1", MAC1)]),
                                       check_mode=False, runner=host)
     assert not again["changed"] and again["diff"] == [] and again["rebuilt_devices"] == []
@@ -129,7 +129,7 @@ def test_a_missing_device_is_stored_with_a_warning_and_gets_rules_once_it_exists
     first = _actions.guest_nic_filter(args, check_mode=False, runner=host)
     assert first["changed"] and host.restores == [] and owned(host) == {}
     assert first["warnings"] == ["binding for vnet5 stored, but no device vnet5 exists: no rules were installed for it"]
-    assert os.path.exists(tmp_path / "store" / "bindings" / "vnet5.xml")
+    assert "vnet5" in _store.load_store(str(tmp_path / "store")).bindings
     host.devices.add("vnet5")
     second = _actions.guest_nic_filter(args, check_mode=False, runner=host)
     assert second["changed"] and second["rebuilt_devices"] == ["vnet5"] and second["warnings"] == []

@@ -78,7 +78,7 @@ def test_present_applies_then_is_idempotent_and_keeps_foreign_rules(tmp_path):
     assert first["changed"] and first["network"]["name"] == "br0"
     assert first["network"]["nat_ports"] == [1024, 65535] and first["network"]["dhcp"] is False
     assert live_network_rules(runner) == compiled_rules(network("br0", **NAT))
-    assert os.path.exists(tmp_path / "store" / "networks" / "br0.xml")
+    assert "br0" in _store.load_store(str(tmp_path / "store")).networks
     restores = len(runner.restores)
     second = _actions.virt_network_fw(params(tmp_path, **NAT), check_mode=False, runner=runner)
     assert not second["changed"] and len(runner.restores) == restores
