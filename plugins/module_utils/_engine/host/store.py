@@ -15,7 +15,7 @@ Layout (format 2): ONE document, ``config_dir/store.json``::
 
 A change is committed as one unit: the whole document is written to a temporary file, fsynced,
 renamed over ``store.json`` once and the directory fsynced: two fsyncs whatever the number of
-objects, and a kill at any instant leaves either the old document or the new one (docs/design.md).
+objects, and a kill at any instant leaves either the old document or the new one (the design notes, "The host store").
 Nothing else in ``config_dir`` is read as part of the store, so an editor backup or a foreign file
 there cannot block anything.  (``config_dir/backend`` and ``config_dir/runtime/`` are separate
 records, see backend.py and runtime.py.)

@@ -286,7 +286,8 @@ def canonical_value(protocol, attr, value):
 def xml_value(protocol, attr, value):
     """The spelling libvirt prints for a canonical value (names, hex ethertypes)."""
     datatype = attr_type(protocol, attr)
-    if parse_var_ref(value) is not None or not value.isdigit():
+    # isdigit() is also true for '²' and other digits int() refuses
+    if parse_var_ref(value) is not None or not (value.isascii() and value.isdigit()):
         return value
     number = int(value)
     if datatype in (MAC_PROTOCOLID, VLAN_ENCAP):
