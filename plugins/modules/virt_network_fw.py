@@ -35,11 +35,16 @@ options:
     choices: [isolated, nat, route, open]
     default: nat
   ipv4:
-    description: The bridge's IPv4 address with prefix, e.g. C(192.168.122.1/24).
-    type: str
+    description:
+      - The bridge's IPv4 address with prefix, e.g. C(192.168.122.1/24), or a list of them.
+      - Like libvirt, each address gets its own forwarding and NAT rules; DHCP is served on the first
+        address with room for a range.
+    type: list
+    elements: str
   ipv6:
-    description: The bridge's IPv6 address with prefix, e.g. C(fd00:122::1/64).
-    type: str
+    description: The bridge's IPv6 address with prefix, e.g. C(fd00:122::1/64), or a list of them.
+    type: list
+    elements: str
   forward_dev:
     description: Only forward through this uplink device (libvirt's C(<forward dev=...>)).
     type: str
@@ -133,7 +138,7 @@ network:
   description: The network as stored (its options, C(name) filled in); V(null) after removal.
   returned: when state is present or absent
   type: dict
-  sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": "192.168.122.1/24", "ipv6": null,
+  sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": ["192.168.122.1/24"], "ipv6": [],
            "forward_dev": null, "dhcp": true, "dns": true, "tftp": false, "nat_ports": [1024, 65535],
            "nat_address": null, "nat_ipv6": false}
 changed_chains:
@@ -182,8 +187,8 @@ def main():
             name=dict(type="str"),
             bridge=dict(type="str"),
             mode=dict(type="str", choices=["isolated", "nat", "route", "open"], default="nat"),
-            ipv4=dict(type="str"),
-            ipv6=dict(type="str"),
+            ipv4=dict(type="list", elements="str"),
+            ipv6=dict(type="list", elements="str"),
             forward_dev=dict(type="str"),
             dhcp=dict(type="bool", default=False),
             dns=dict(type="bool", default=True),

@@ -43,15 +43,16 @@ _BOOL_DEFAULTS = {"dhcp": False, "dns": True, "tftp": False, "nat_ipv6": False}
 
 @dataclass(frozen=True)
 class Network:
-    """One virtual network.  ``ipv4``/``ipv6`` are the bridge's address with prefix
-    (``192.168.122.1/24``); ``dhcp`` and ``tftp`` refer to the IPv4 address.  ``dhcp`` only adds
+    """One virtual network.  ``ipv4``/``ipv6`` are the bridge's addresses with prefix
+    (``192.168.122.1/24``), in document order (libvirt builds forwarding and NAT rules for each);
+    ``dhcp`` and ``tftp`` are served on one IPv4 address, as libvirt allows.  ``dhcp`` only adds
     libvirt's checksum fix; like libvirt, the host DHCP/DNS accepts stay whatever ``dhcp``/``dns`` say."""
 
     name: str
     bridge: str
     mode: str = "nat"
-    ipv4: Optional[str] = None
-    ipv6: Optional[str] = None
+    ipv4: Tuple[str, ...] = ()
+    ipv6: Tuple[str, ...] = ()
     forward_dev: Optional[str] = None
     dhcp: bool = False
     dns: bool = True
@@ -156,8 +157,27 @@ def _check_mode_options(net):
     for option in ("dhcp", "tftp"):
         if getattr(net, option) and not net.ipv4:
             _fail(net.name, option, "is set without an IPv4 address", "set ipv4 or drop %s" % option)
-    if net.dhcp and int(net.ipv4.split("/")[1]) > 30:
+    if net.dhcp and _dhcp_address(net) is None:
         _fail(net.name, "dhcp", "needs room for a DHCP range", "use an IPv4 prefix of /30 or shorter")
+
+
+def _dhcp_address(net):
+    """The IPv4 address DHCP is served on: the first with room for a range (None if none has)."""
+    return next((address for address in net.ipv4 if int(address.split("/")[1]) <= 30), None)
+
+
+def _addresses(name, option, value, version):
+    """Canonical addresses of one family: one 'address/prefix' or a list of them, in order."""
+    if value is None:
+        return ()
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for number, item in enumerate(values):
+        address = _address(name, option if len(values) == 1 else "%s[%d]" % (option, number), item, version)
+        if address in out:
+            _fail(name, option, "lists %s twice" % address, "give each address once")
+        out.append(address)
+    return tuple(out)
 
 
 def network_from_params(params):
@@ -177,8 +197,8 @@ def network_from_params(params):
         name=name,
         bridge=_device(name, "bridge", params.get("bridge")),
         mode=mode,
-        ipv4=None if params.get("ipv4") is None else _address(name, "ipv4", params["ipv4"], 4),
-        ipv6=None if params.get("ipv6") is None else _address(name, "ipv6", params["ipv6"], 6),
+        ipv4=_addresses(name, "ipv4", params.get("ipv4"), 4),
+        ipv6=_addresses(name, "ipv6", params.get("ipv6"), 6),
         forward_dev=None if params.get("forward_dev") is None else _device(name, "forward_dev", params["forward_dev"]),
         nat_ports=DEFAULT_NAT_PORTS if params.get("nat_ports") is None else _nat_ports(name, params["nat_ports"]),
         nat_address=None if params.get("nat_address") is None else _nat_address(name, params["nat_address"]),
@@ -216,19 +236,21 @@ def _parse_root(text):
 
 
 def _ip_params(name, root, params):
+    params.update(ipv4=[], ipv6=[], dhcp=False, tftp=False)
     for ip in root.findall("ip"):
         family = ip.get("family", "ipv4")
         if family not in ("ipv4", "ipv6"):
             _xml_error("network %r: <ip family=%r>: use ipv4 or ipv6" % (name, family), network=name)
-        key = family
-        if params.get(key) is not None:
-            _xml_error("network %r has more than one %s <ip>: keep one per family" % (name, family), network=name)
-        params[key] = _ip_address(name, ip, family)
+        params[family].append(_ip_address(name, ip, family))
         if family == "ipv4":
             dhcp = ip.find("dhcp")
             # libvirt serves DHCP (and fixes checksums) only with ranges or hosts
-            params["dhcp"] = dhcp is not None and (dhcp.find("range") is not None or dhcp.find("host") is not None)
-            params["tftp"] = ip.find("tftp") is not None
+            serves = dhcp is not None and (dhcp.find("range") is not None or dhcp.find("host") is not None)
+            if serves and params["dhcp"]:
+                _xml_error("network %r has DHCP ranges or hosts on more than one IPv4 <ip>: keep them on one "
+                           "address (libvirt serves DHCP on a single IPv4 address)" % name, network=name)
+            params["dhcp"] = params["dhcp"] or serves
+            params["tftp"] = params["tftp"] or ip.find("tftp") is not None
 
 
 def _ip_address(name, ip, family):
@@ -323,16 +345,17 @@ def _forward_xml(net):
 
 def _ip_xml(net):
     lines = []
-    if net.ipv4:
-        ip = netaddr.IPNetwork(net.ipv4)
-        inner = ["    <tftp root=%s/>" % _attr(TFTP_ROOT)] if net.tftp else []
-        if net.dhcp:
-            inner += ["    <dhcp>", "      <range start=%s end=%s/>" % tuple(_attr(a) for a in _dhcp_range(net.ipv4)),
+    served = _dhcp_address(net) if net.dhcp else None
+    for number, address in enumerate(net.ipv4):
+        ip = netaddr.IPNetwork(address)
+        inner = ["    <tftp root=%s/>" % _attr(TFTP_ROOT)] if net.tftp and number == 0 else []
+        if address == served:
+            inner += ["    <dhcp>", "      <range start=%s end=%s/>" % tuple(_attr(a) for a in _dhcp_range(address)),
                       "    </dhcp>"]
         head = "  <ip address=%s netmask=%s" % (_attr(ip.ip), _attr(ip.netmask))
         lines += ([head + ">"] + inner + ["  </ip>"]) if inner else [head + "/>"]
-    if net.ipv6:
-        ip = netaddr.IPNetwork(net.ipv6)
+    for address in net.ipv6:
+        ip = netaddr.IPNetwork(address)
         lines.append("  <ip family='ipv6' address=%s prefix='%d'/>" % (_attr(ip.ip), ip.prefixlen))
     return lines
 

@@ -89,10 +89,7 @@ def _masquerading(tool, fam, net, subnet):
 
 def _ip_specific(net):
     out = []
-    for tool, fam in FAMILIES:
-        address = net.ipv4 if tool == "ip4" else net.ipv6
-        if not address:
-            continue
+    for tool, fam, address in [("ip4", "ip", a) for a in net.ipv4] + [("ip6", "ip6", a) for a in net.ipv6]:
         subnet = str(_network.netaddr.IPNetwork(address).cidr)
         if net.mode == "nat" and (tool == "ip4" or net.nat_ipv6):
             out += _masquerading(tool, fam, net, subnet)
@@ -112,11 +109,12 @@ def _network_inserts(net):
 def compile_networks(networks: Sequence[_network.Network]) -> Dict[Tuple[str, str], Table]:
     """{(family, 'libvirt_network'): Table} for the networks, started in the given order.
 
-    Both tables exist (with empty chains) as soon as one network is declared, as with libvirt."""
-    if not networks:
+    Both tables exist (with empty chains) as soon as one network that is not open is declared, as
+    with libvirt; open networks get no rule and need no table."""
+    _network.check_unique(networks)
+    if all(net.mode == "open" for net in networks):
         return {}
     _network.need_netaddr()
-    _network.check_unique(networks)
     rules: Dict[Tuple[str, str], List[tuple]] = defaultdict(list)
     for tool, chain, rule in reversed([item for net in networks for item in _network_inserts(net)]):
         rules[(tool, chain)].append(rule)

@@ -109,9 +109,7 @@ def _masquerading(tool, net, subnet):
 
 def _ip_specific(net):
     out = []
-    for tool, address in (("ip4", net.ipv4), ("ip6", net.ipv6)):
-        if not address:
-            continue
+    for tool, address in [("ip4", a) for a in net.ipv4] + [("ip6", a) for a in net.ipv6]:
         subnet = str(_network.netaddr.IPNetwork(address).cidr)
         if net.mode == "nat" and (tool == "ip4" or net.nat_ipv6):
             out += _masquerading(tool, net, subnet)
@@ -125,6 +123,8 @@ def _network_inserts(net):
     """(tool, table, chain, rule) in the order libvirt inserts them for one network."""
     if net.mode == "open":
         return []
+    # several addresses of a family each get their forwarding and NAT rules; the general ones
+    # (host services, the bridge's catch-all) and the DHCP checksum fix are added once
     out = _general_ipv4(net) + _general_ipv6(net) + _ip_specific(net)
     if net.dhcp:
         # DHCP replies built on the host may carry a partial checksum some clients reject
@@ -133,11 +133,14 @@ def _network_inserts(net):
 
 
 def compile_networks(networks: Sequence[Network]) -> Ruleset:
-    """Desired LIBVIRT_* chains (six tables) for the networks, started in the given order."""
-    if not networks:
+    """Desired LIBVIRT_* chains (six tables) for the networks, started in the given order.
+
+    Open networks get no rule, and like libvirt we create no chain for them: without another
+    network the result is empty."""
+    _network.check_unique(networks)
+    if all(net.mode == "open" for net in networks):
         return {}
     _network.need_netaddr()
-    _network.check_unique(networks)
     inserts = [item for net in networks for item in _network_inserts(net)]
     rules = defaultdict(list)
     for tool, table, chain, rule in reversed(inserts):

@@ -39,7 +39,17 @@ CASES = {
     "route-forward-dev": [dict(name="routed", bridge="virbr2", mode="route", ipv4="10.20.0.1/24",
                                forward_dev="eth1")],
     "ipv6-only": [dict(name="six", bridge="virbr3", mode="route", ipv6="fd00:1::1/64")],
-    "open": [dict(name="op", bridge="virbr4", mode="open", ipv4="10.40.0.1/24")],
+    "nat-two-ipv4": [dict(DEFAULT, ipv4=["192.168.122.1/24", "10.60.0.1/16"])],
+    "nat-many-ips": [dict(name="many", bridge="virbr6", mode="nat", forward_dev="eth0", nat_ports=[3000, 4000],
+                          ipv4=["10.61.0.1/24", "10.62.0.1/24", "172.20.5.1/20"],
+                          ipv6=["fd00:61::1/64", "2001:db8:62::1/64"], dhcp=True, tftp=True)],
+    "nat-many-ipv6-masq": [dict(name="m6", bridge="virbr7", mode="nat", nat_ipv6=True,
+                                ipv4=["10.63.0.1/24"], ipv6=["fd00:63::1/64", "fd00:64::1/64"])],
+    "isolated-many-ips": [dict(name="iso2", bridge="virbr8", mode="isolated", ipv4=["10.64.0.1/24", "10.65.0.1/24"],
+                               ipv6=["fd00:65::1/64", "fd00:66::1/64"])],
+    "route-many-ips": [dict(name="r2", bridge="virbr9", mode="route", ipv4=["10.66.0.1/24", "10.67.0.1/24"],
+                            ipv6=["fd00:67::1/64", "fd00:68::1/64"])],
+    "open-beside-nat": [dict(name="op", bridge="virbr4", mode="open", ipv4="10.40.0.1/24"), DEFAULT],
     "two-networks": [DEFAULT, dict(name="second", bridge="virbr5", mode="nat", ipv4="10.50.0.1/24", tftp=True,
                                    forward_dev="eth0")],
     "three-mixed": [dict(name="a", bridge="br-a", mode="route", ipv4="10.1.0.1/24"),
@@ -79,12 +89,55 @@ def chain(ruleset, tool, table, name):
     return ruleset[(tool, table)].chains[name].rules
 
 
-def test_chains_and_hooks_exist_for_open_network():
-    ruleset = compile_case("open")
+def test_open_networks_create_no_chain_and_no_jump():
+    """libvirt adds nothing for mode open: no rule, no LIBVIRT_* chain, no jump."""
+    opens = [_network.network_from_params(dict(name="op%d" % n, bridge="virbr4%d" % n, mode="open",
+                                                ipv4="10.4%d.0.1/24" % n, dhcp=True)) for n in range(2)]
+    assert _netfw.compile_networks(opens) == {}
+    assert _netfw.compile_networks(opens[:1]) == {}
+    # beside another network an open one adds nothing to what that network needs
+    assert compile_case("open-beside-nat") == compile_case("nat-default")
+
+
+def test_chains_and_hooks_exist_for_an_isolated_network_without_rules_of_its_own():
+    ruleset = compile_case("isolated")
     assert sorted(ruleset) == sorted(_netfw.TABLE_KEYS)
     assert ruleset[("ip4", "filter")].hooks_of("FORWARD") == ("-j LIBVIRT_FWX", "-j LIBVIRT_FWI", "-j LIBVIRT_FWO")
     assert ruleset[("ip6", "nat")].hooks == (("POSTROUTING", "-j LIBVIRT_PRT"),)
-    assert all(not c.rules for state in ruleset.values() for c in state.chains.values())
+
+
+def test_every_address_gets_its_own_forwarding_and_nat_rules():
+    ruleset = compile_case("nat-many-ips")
+    prt = chain(ruleset, "ip4", "nat", "LIBVIRT_PRT")
+    for subnet in ("10.61.0.0/24", "10.62.0.0/24", "172.20.0.0/20"):
+        assert "-s %s ! -d %s -o eth0 -j MASQUERADE" % (subnet, subnet) in prt
+        assert "-s %s -i virbr6 -o eth0 -j ACCEPT" % subnet in chain(ruleset, "ip4", "filter", "LIBVIRT_FWO")
+    # started in document order, inserted at the top: the last address's rules come first
+    assert prt[0].startswith("-s 172.20.0.0/20") and prt[-1].startswith("-s 10.61.0.0/24")
+    for subnet in ("fd00:61::/64", "2001:db8:62::/64"):
+        assert "-d %s -i eth0 -o virbr6 -j ACCEPT" % subnet in chain(ruleset, "ip6", "filter", "LIBVIRT_FWI")
+    # the host's services, the catch-all and the checksum fix are added once per network
+    inp = chain(ruleset, "ip4", "filter", "LIBVIRT_INP")
+    assert len(inp) == len(set(inp)) == 5
+    assert len(chain(ruleset, "ip4", "mangle", "LIBVIRT_PRT")) == 1
+    assert chain(ruleset, "ip4", "filter", "LIBVIRT_FWX") == ("-i virbr6 -o virbr6 -j ACCEPT",)
+
+
+def test_several_addresses_round_trip_through_network_xml_in_order():
+    net = _network.network_from_params(CASES["nat-many-ips"][0])
+    assert net.ipv4 == ("10.61.0.1/24", "10.62.0.1/24", "172.20.5.1/20")
+    text = _network.format_network_xml(net)
+    assert text.count("<dhcp>") == 1 and text.count("<tftp") == 1 and text.count("<ip ") == 5
+    assert _network.parse_network_xml(text) == net
+
+
+def test_dhcp_goes_on_the_first_address_with_room_for_a_range():
+    net = _network.network_from_params(dict(name="n", bridge="br0", mode="nat", dhcp=True,
+                                            ipv4=["10.70.0.1/31", "10.71.0.1/24"]))
+    text = _network.format_network_xml(net)
+    assert "<ip address='10.70.0.1' netmask='255.255.255.254'/>" in text
+    assert "<range start='10.71.0.2' end='10.71.0.254'/>" in text
+    assert _network.parse_network_xml(text) == net
 
 
 def test_masquerade_order_matches_libvirts_final_order():
@@ -162,7 +215,7 @@ def test_params_defaults_and_canonical_addresses():
     net = _network.network_from_params(dict(name="n", bridge="br0", ipv4="10.0.0.1/255.255.255.0",
                                           ipv6="2001:DB8:0:0::1/64", nat_ports={"start": 1024, "end": 65535},
                                           dhcp=None, dns=None))
-    assert net == _network.Network(name="n", bridge="br0", mode="nat", ipv4="10.0.0.1/24", ipv6="2001:db8::1/64")
+    assert net == _network.Network(name="n", bridge="br0", mode="nat", ipv4=("10.0.0.1/24",), ipv6=("2001:db8::1/64",))
 
 
 BAD_PARAMS = [
@@ -187,6 +240,10 @@ BAD_PARAMS = [
     (dict(DEFAULT, ipv4=None, dhcp=True, ipv6=V6), "'dhcp' is set without an IPv4"),
     (dict(DEFAULT, ipv4=None, dhcp=False, tftp=True, ipv6=V6), "'tftp' is set without an IPv4"),
     (dict(DEFAULT, ipv4="10.0.0.1/31"), "prefix of /30"),
+    (dict(DEFAULT, ipv4=["10.0.0.1/31", "10.0.1.1/32"]), "prefix of /30"),
+    (dict(DEFAULT, ipv4=["10.0.0.1/24", "10.0.0.1/24"]), "lists 10.0.0.1/24 twice"),
+    (dict(DEFAULT, ipv4=["10.0.0.1/24", "10.0.1.0/24"]), "'ipv4[1]' is '10.0.1.0/24', the subnet's network"),
+    (dict(DEFAULT, ipv6=[V6, "10.0.0.1/24"]), "'ipv6[1]' is '10.0.0.1/24', not an IPv6"),
     (dict(DEFAULT, ipv4=None, dhcp=False), "without an address"),
     (dict(DEFAULT, mode="isolated", forward_dev="eth0"), "use it with mode nat or route"),
     (dict(DEFAULT, dhcp="yes"), "not a boolean"),
@@ -239,7 +296,7 @@ DUMPXML = """<network>
 def test_parse_dumpxml():
     net = _network.parse_network_xml(DUMPXML)
     assert net == _network.Network(
-        name="default", bridge="virbr0", mode="nat", ipv4="192.168.122.1/24", ipv6="2001:db8:ca2:2::1/64",
+        name="default", bridge="virbr0", mode="nat", ipv4=("192.168.122.1/24",), ipv6=("2001:db8:ca2:2::1/64",),
         forward_dev="eth0", dhcp=True, dns=False, tftp=True, nat_ports=(2000, 3000),
         nat_address=("203.0.113.10", "203.0.113.20"), nat_ipv6=True)
 
@@ -314,7 +371,7 @@ def test_unusable_bridge_address(address):
 def test_usable_edge_addresses(address):
     net = _network.network_from_params(dict(name="n", bridge="br0", mode="route",
                                           **{"ipv6" if ":" in address else "ipv4": address}))
-    assert address in (net.ipv4, net.ipv6)
+    assert (address,) in (net.ipv4, net.ipv6)
 
 
 def test_empty_dhcp_element_means_no_dhcp():
@@ -334,8 +391,9 @@ BAD_XML = [
     ("<domain><name>n</name></domain>", "root element is <domain>"),
     ("<network><name>n</name></network>", "no <bridge name=...>"),
     ("<network><name>n</name><forward mode='bridge'/><bridge name='br0'/></network>", "forward mode 'bridge'"),
-    ("<network><name>n</name><bridge name='br0'/><ip address='10.0.0.1' prefix='24'/>"
-     "<ip address='10.0.1.1' prefix='24'/></network>", "more than one ipv4"),
+    ("<network><name>n</name><bridge name='br0'/><ip address='10.0.0.1' prefix='24'><dhcp><range start='10.0.0.2' "
+     "end='10.0.0.9'/></dhcp></ip><ip address='10.0.1.1' prefix='24'><dhcp><host ip='10.0.1.5'/></dhcp></ip>"
+     "</network>", "DHCP ranges or hosts on more than one IPv4"),
     ("<network><name>n</name><bridge name='br0'/><ip address='10.0.0.1'/></network>", "exactly one of netmask"),
     ("<network><name>n</name><bridge name='br0'/><ip address='10.0.0.1' netmask='255.0.255.0'/></network>",
      "not an IPv4 netmask"),
@@ -411,8 +469,9 @@ if given is not None:
     @given(_valid_params())
     def test_property_every_filtered_network_ends_in_reject(draw):
         net = _build(draw)
-        fwo = _netfw.compile_networks([net])[("ip4", "filter")].chains["LIBVIRT_FWO"].rules
+        ruleset = _netfw.compile_networks([net])
         if net.mode == "open":
-            assert fwo == ()
+            assert ruleset == {}
         else:
+            fwo = ruleset[("ip4", "filter")].chains["LIBVIRT_FWO"].rules
             assert fwo[-1] == "-i %s -j REJECT --reject-with icmp-port-unreachable" % net.bridge

@@ -115,3 +115,24 @@ def test_build_desired_puts_networks_in_nft_tables_not_in_libvirt_chains():
                    if ch.rules)
     xt, _warnings = _service.build_desired(state, devices=set())
     assert any(ch.rules for st in xt.values() for name, ch in st.chains.items() if name.startswith("LIBVIRT_"))
+
+
+def test_open_networks_alone_need_no_table():
+    opens = [net(name="o%d" % n, bridge="br%d" % n, ipv4="10.2%d.0.1/24" % n, mode="open") for n in range(2)]
+    assert _netfw_nft.compile_networks(opens) == {}
+
+
+def test_every_address_of_a_family_gets_its_own_rules():
+    tables = _netfw_nft.compile_networks([net(ipv4=["192.168.122.1/24", "10.9.0.1/16"], forward_dev="eth0",
+                                              ipv6=["fd00:9::1/64", "fd00:a::1/64"], nat_ipv6=True)])
+    ip = chains(tables[("ip", "libvirt_network")])
+    # the last address's rules first (libvirt inserts at the top), the bridge's catch-all once
+    assert ip["guest_output"] == ['ip saddr 10.9.0.0/16 iifname "virbr0" oifname "eth0" accept',
+                                  'ip saddr 192.168.122.0/24 iifname "virbr0" oifname "eth0" accept',
+                                  'iifname "virbr0" reject']
+    for subnet in ("10.9.0.0/16", "192.168.122.0/24"):
+        assert 'ip saddr %s ip daddr != %s oifname "eth0" masquerade' % (subnet, subnet) in ip["guest_nat"]
+    ip6 = chains(tables[("ip6", "libvirt_network")])
+    for subnet in ("fd00:9::/64", "fd00:a::/64"):
+        assert 'ip6 saddr %s ip6 daddr != %s oifname "eth0" masquerade' % (subnet, subnet) in ip6["guest_nat"]
+    assert ip6["guest_cross"] == ['iifname "virbr0" oifname "virbr0" accept']

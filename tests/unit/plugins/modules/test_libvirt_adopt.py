@@ -108,7 +108,9 @@ def test_adopted_nics_are_not_libvirtds_the_binding_dir_comes_from_the_root(tmp_
 def test_main_reports_an_unsupported_network_without_traceback(tmp_path, host, monkeypatch, capsys):
     path = tmp_path / "host" / "etc/libvirt/qemu/networks/routed.xml"
     one_ip = "<ip address='10.20.0.1' prefix='24'/>"
-    path.write_text(path.read_text().replace(one_ip, one_ip + "<ip address='10.21.0.1' prefix='24'/>"))
+    two_dhcp = ("<ip address='10.20.0.1' prefix='24'><dhcp><range start='10.20.0.2' end='10.20.0.9'/></dhcp></ip>"
+                "<ip address='10.21.0.1' prefix='24'><dhcp><range start='10.21.0.2' end='10.21.0.9'/></dhcp></ip>")
+    path.write_text(path.read_text().replace(one_ip, two_dhcp))
     monkeypatch.setattr(_actions, "Runner", lambda: host)
     monkeypatch.setattr(AnsibleModule, "warn", lambda self, msg: None)
     args = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"),
