@@ -24,14 +24,14 @@ STATE           uppercase comma list in the given order, duplicates dropped; NON
 TCP_FLAGS       ``MASK/FLAGS`` in libvirt's bit order FIN,SYN,RST,PSH,ACK,URG; ALL / NONE
 BOOLEAN         ``true`` / ``false``
 IPSETFLAGS      lowercase ``src,dst`` list, 1 to 6 items
-COMMENT         kept as written, at most 256 characters
+COMMENT         kept as written, at most 255 bytes in UTF-8 (what the kernel keeps)
 ==============  ==========================================================================
 
 Where we are deliberately stricter than libvirt (each would be a silent surprise there):
 numbers must be decimal or ``0x``-prefixed (libvirt also reads bare hex such as ``ff``);
 IPv4 addresses must be plain dotted quads (libvirt's getaddrinfo also takes ``10.1``);
 booleans other than true/yes/1/false/no/0 are errors (libvirt reads them as false);
-comments longer than 256 characters are errors (libvirt truncates them).
+comments longer than 255 bytes are errors (libvirt truncates them; the kernel would cut a character).
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ _STATES = ("NEW", "ESTABLISHED", "RELATED", "INVALID", "NONE")
 _TCP_FLAG_BITS = (("FIN", 0x1), ("SYN", 0x2), ("RST", 0x4), ("PSH", 0x8), ("ACK", 0x10),
                   ("URG", 0x20))
 _TCP_ALL = 0x3F
-MAX_COMMENT_LEN = 256
+# the kernel's xt_comment keeps 256 bytes with the terminating NUL: 255 bytes of UTF-8
+MAX_COMMENT_BYTES = 255
 MAX_IPSET_NAME_LEN = 31
 
 _CHAIN_CHARS = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -461,9 +462,14 @@ def _ipset_flags(protocol, attr, value):
 
 
 def _comment(protocol, attr, value):
-    if len(value) > MAX_COMMENT_LEN:
-        raise _bad(protocol, attr, value[:40] + "...", "longer than %d characters"
-                   % MAX_COMMENT_LEN)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _bad(protocol, attr, value[:40], "not valid Unicode text (a lone surrogate): write it as UTF-8") from None
+    if size > MAX_COMMENT_BYTES:
+        raise _bad(protocol, attr, value[:40] + "...", "%d bytes in UTF-8 (%d characters), more than the %d bytes "
+                   "the kernel keeps: shorten it (a non-ASCII character takes 2 to 4 bytes)"
+                   % (size, len(value), MAX_COMMENT_BYTES))
     return value
 
 

@@ -23,7 +23,7 @@ from ..host.runner import TOOLS, Interrupted, signals_interrupt
 from .names import NWF_GLOBAL, device_of_chain, is_fixed_hook, is_owned_chain
 from .plan import TOOL_LABEL, Plan, plan, stale_hooks
 from .ruleset import TOOL_ORDER, Chain, TableState, is_builtin_chain
-from .save_parse import Scope, jump_target, parse_live
+from .save_parse import Scope, jump_target, parse_live, printable
 
 _ERROR_LINE = re.compile(r"line:? (\d+)")
 CONTEXT_LINES = 3
@@ -215,7 +215,8 @@ def _apply_error(cause, progress, rollback_failure, states):
         outcome = "nothing was changed: %s" % state_text
     lines = [what] + (["\n".join(excerpt)] if failed else []) + [outcome]
     return ApplyError(
-        "\n".join(lines), tool=tool, rc=failed.rc if failed else None, stderr=failed.err if failed else None,
+        printable("\n".join(lines)), tool=tool, rc=failed.rc if failed else None,
+        stderr=printable(failed.err) if failed else None,
         line=number, lines=excerpt, payload=progress.payload, rolled_back=list(progress.applied),
         rollback_errors=[rollback_failure] if rollback_failure else [], tool_states=states,
         interrupted_by=cause.name if isinstance(cause, Interrupted) else None,

@@ -467,9 +467,9 @@ def _ipt_after_state(rule, d_in, version):
 
 
 def _comment(text):
-    if "\n" in text or "\r" in text or len(text) > 255:
+    if "\n" in text or "\r" in text or len(text.encode("utf-8", "surrogateescape")) > 255:
         raise ResolveError(
-            "comment %r cannot be used: it must be one line of at most 255 characters" % text,
+            "comment %r cannot be used: it must be one line of at most 255 bytes in UTF-8" % text,
             comment=text,
         )
     return P.quote(text)

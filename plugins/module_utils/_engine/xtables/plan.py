@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .save_parse import printable
 from .ruleset import BUILTIN_CHAINS, TOOL_ORDER, TableState, is_builtin_chain, render_table
 
 TOOL_LABEL = {"eb": "ebtables", "ip4": "iptables", "ip6": "ip6tables"}
@@ -167,7 +168,7 @@ def _render_live(live: TableState, positions):
         pos = positions.get((live.tool, live.table, builtin))
         if pos is not None and pos != tuple(range(1, len(pos) + 1)):
             notes.append("# %s: our rules stand at positions %s, not at the top\n" % (builtin, ", ".join(map(str, pos))))
-    return "".join(lines[:1] + notes + lines[1:])
+    return printable("".join(lines[:1] + notes + lines[1:]))
 
 
 def plan(desired, live, live_positions: Optional[Dict] = None):

@@ -58,6 +58,12 @@ class CountedRule:
     bytes: int
 
 
+def printable(text):
+    """``text`` with every byte that was not UTF-8 (decoded by the runner as a surrogate) shown as
+    ``\\xNN``: what a diff or a message may carry to Ansible, whose JSON needs valid Unicode."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def tokenize(text, lineno=0):
     """Split a rule on whitespace outside double quotes; quoted tokens keep their raw form."""
     if '"' not in text:

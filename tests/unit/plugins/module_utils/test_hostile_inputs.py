@@ -30,7 +30,7 @@ _VALID_FORM = (r"is out of range \d+-\d+$|\(expected (decimal|aa:bb:cc:dd:ee:ff|
                r"|is not an IPv[46] address$|is not a contiguous (MAC mask \(ones, then zeros\)|netmask)$"
                r"|is not a list of NEW, ESTABLISHED|is not a list of FIN, SYN|is not MASK/FLAGS \(e\.g\. 'SYN,ACK/SYN'\)"
                r"|is not an ipset name \(1-31 of |is not 1 to 6 comma-separated src/dst flags$"
-               r"|is longer than 256 characters$|is not a string$")
+               r"|bytes the kernel keeps: shorten it \(a non-ASCII character takes 2 to 4 bytes\)$|is not a string$")
 _DEVICE = r"use 1 to 15 characters from A-Z, a-z, 0-9, '_', '\.', '-' \(no '\+', '/', spaces or quotes\)"
 FIXES = (
     (r"xml-(empty|blank|text|unclosed|mismatch|two-roots|bad-attr|nul|undefined-entity|bad-utf8|deep|cdata-only"
@@ -106,7 +106,7 @@ FIXES = (
     (r"store-entry-(wrong-name|binding-name)-\w+", r"describes '\w+': redefine or remove it$"),
     (r"store-entry-(not-text|name-newline)-\w+", r"is not a valid entry; remove it from the document$"),
     (r"config-dir-file", r"is not a directory: point config_dir at a directory$"),
-    (r"inject-comment-newline", r"it must be one line of at most 255 characters$"),
+    (r"inject-comment-newline", r"it must be one line of at most 255 bytes in UTF-8$"),
     (r"inject-ipset-space", r"contains whitespace; remove the whitespace$"),
 )
 
@@ -237,7 +237,7 @@ BAD_VALUES = {
     ("tcp", "flags"): ("SYN", "FOO/SYN", "SYN/SYN/SYN", "SYN/FOO"),
     ("tcp", "ipset"): ("", "a" * 32, "a;b", "a$(reboot)"),
     ("tcp", "ipsetflags"): ("src,dst,src,dst,src,dst,src", "foo", ""),
-    ("tcp", "comment"): ("c" * 257,),
+    ("tcp", "comment"): ("c" * 256, "\u00e9" * 200, "\u20ac" * 100),
     ("ipv6", "type"): ("300",),
     ("tcp-ipv6", "srcipaddr"): ("192.0.2.1",),
 }

@@ -115,7 +115,9 @@ VALID = [
     ("udp", "ipsetflags", "SRC,dSt,src", "src,dst,src"),
     ("udp", "ipsetflags", "dst", "dst"),
     ("icmp", "type", "8", "8"),
-    ("all", "comment", "x" * 256, "x" * 256),
+    ("all", "comment", "x" * 255, "x" * 255),
+    ("all", "comment", "\u00e9" * 127, "\u00e9" * 127),
+    ("all", "comment", "\u20ac" * 85, "\u20ac" * 85),
     ("all", "comment", "keeps 'Case' & spaces ", "keeps 'Case' & spaces "),
     ("all-ipv6", "srcipfrom", "::FFFF:10.0.0.1", "::ffff:10.0.0.1"),
 ]
@@ -173,7 +175,11 @@ INVALID = [
     ("udp", "ipsetflags", "src dst", "1 to 6"),
     ("udp", "ipsetflags", "", "1 to 6"),
     ("icmp", "code", "0x100", "out of range"),
-    ("all", "comment", "x" * 257, "longer than 256"),
+    ("all", "comment", "x" * 256, "256 bytes in UTF-8 (256 characters), more than the 255 bytes"),
+    ("all", "comment", "\u00e9" * 200, "400 bytes in UTF-8 (200 characters), more than the 255 bytes"),
+    ("all", "comment", "\u20ac" * 86, "258 bytes in UTF-8 (86 characters)"),
+    ("all", "comment", "\U0001f600" * 64, "256 bytes in UTF-8 (64 characters)"),
+    ("all", "comment", "caf\udce9", "not valid Unicode text"),
 ]
 
 
