@@ -10,7 +10,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_adopt
 short_description: Take over the firewall of a host that libvirtd filters today
-version_added: "0.2.0"
+version_added: "0.1.0"
 description:
   - Imports what libvirtd enforces on a hypervisor into the host store (O(config_dir)) and replaces
     libvirtd's rules with this collection's.
