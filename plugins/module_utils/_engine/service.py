@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, List
 
-from .errors import EngineError, ResolveError, StoreError
+from .errors import ApplyError, EngineError, ResolveError, StoreError
 from . import backend as _backend
 from .nftables import compile_l2 as _compile_nft
 from .xtables import compile as _compile_xt
@@ -243,10 +243,15 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         try:
             result, nft_result = _backend.converge_both(host.backend, host.xtables, host.nft_tables, runner,
                                                         host.scope, check_mode)
-        except BaseException:  # noqa: B902  any failure of the kernel apply puts the store back
+        except BaseException as exc:  # noqa: B902  any failure of the kernel apply puts the store back
             if writer is not None:
                 writer.rollback()
-            raise
+            if isinstance(exc, EngineError) or not isinstance(exc, Exception):
+                raise
+            # a bug outside the xtables apply (which reports its own): one message, no traceback
+            raise ApplyError("unexpected %s while converging the kernel: %s (a bug: please report it); the "
+                             "store was put back, run again to converge" % (type(exc).__name__, exc),
+                             store_rolled_back=writer is not None) from exc
         outcome.rules_changed = result.changed
         outcome.diff.extend(result.diff)
         outcome.payloads = result.payloads

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runner as _runner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply
@@ -348,3 +349,17 @@ def test_fault_point_does_nothing_without_the_variables(monkeypatch):
     count = _runner._FAULTS["count"]
     _runner.fault_point("tool", "x")
     assert _runner._FAULTS["count"] == count
+
+
+def test_a_bug_anywhere_in_the_kernel_step_puts_the_store_back_with_one_message(faulty, monkeypatch):
+    root, host = faulty
+    before = H.snapshot(root, host)
+
+    def broken(*_args, **_kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(_backend, "converge_both", broken)
+    with pytest.raises(ApplyError, match=r"unexpected KeyError while converging the kernel: 'surprise' \(a bug: "
+                                         r"please report it\); the store was put back"):
+        bind(root, host, "hfw-ip-only")
+    assert H.snapshot(root, host) == before
