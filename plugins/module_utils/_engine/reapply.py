@@ -177,8 +177,10 @@ class Watcher:
     """Re-applies when the live owned chains stop matching what the store compiles to.
 
     After every reconcile the desired ruleset is compiled once and kept; each tick then only runs
-    the three *-save tools and plans against it.  A store change (a module ran) or a plan that is
-    not empty triggers a full reconcile under the lock, which re-reads everything.
+    the three *-save tools and plans against it.  A store change (a module ran), a change of the
+    host's devices or their MACs (a tap appeared: e.g. a NIC hot-plugged with ``virsh
+    attach-interface``, for which libvirt runs no hook) or a plan that is not empty triggers a
+    full reconcile under the lock, which re-reads everything.
     """
 
     def __init__(self, args, runner):
@@ -186,11 +188,13 @@ class Watcher:
         self.runner = runner
         self.desired = None
         self.signature = None
+        self.links = None
         self.last_error = None
 
     def refresh(self):
-        """Full reconcile, then remember what 'in sync' means until the store changes."""
+        """Full reconcile, then remember what 'in sync' means until the store or the devices change."""
         self.signature = store_signature(self.args.config_dir)
+        self.links = self.runner.list_links()
         outcome = reapply_once(self.args, self.runner, check_mode=False)
         self.desired = _service.desired_for_host(self.args.config_dir, outcome.after, self.runner)
         return outcome
@@ -208,7 +212,8 @@ class Watcher:
 
     def tick(self):
         """One look; returns the Outcome of a reconcile when one ran, else None."""
-        if self.desired is None or store_signature(self.args.config_dir) != self.signature or self.drifted():
+        if (self.desired is None or store_signature(self.args.config_dir) != self.signature
+                or self.runner.list_links() != self.links or self.drifted()):
             return self.refresh()
         return None
 

@@ -82,6 +82,12 @@ def _from_record(binding, record, links, warnings):
     if not record.running:
         return None, NOT_RUNNING
     nics = [nic for nic in record.nics if _nic_matches(binding, nic) and nic.tap]
+    if not nics and links is not None and binding.alias is None:
+        # a NIC hot-plugged after the hook's last record (libvirt runs no hook for
+        # attach-interface): its tap carries the guest MAC with the first byte fe
+        tap, status = _from_links(binding, links, warnings)
+        if tap is not None:
+            return tap, status
     if not nics:
         warnings.append("guest %s runs but has no NIC with MAC %s%s on a tap: no rules for %s"
                         % (record.domain, binding.mac, "" if binding.alias is None else " and alias " + binding.alias,

@@ -88,6 +88,22 @@ def test_alias_selects_the_nic_and_a_missing_nic_is_reported():
     assert placed == {missing.label: (None, "unplaced")} and "no NIC with MAC" in warnings[0]
 
 
+def test_a_nic_hot_plugged_after_the_hooks_record_is_placed_by_its_tap_mac():
+    # libvirt runs no hook for attach-interface: the record lists only the NICs the guest started with
+    runtime = {"guest-a": GuestRecord("guest-a", True, (GuestNic(MAC_A, "vnet0", "net0"),))}
+    plugged = Binding(portdev=None, mac=MAC_B, filter="f", owner_name="guest-a")
+    links = {"vnet0": "fe:54:00:00:00:0a", "vnet1": "fe:54:00:00:00:0b"}
+    placed, warnings = place([A, plugged], runtime, links)
+    assert placed == {A.label: ("vnet0", "running"), plugged.label: ("vnet1", "running")} and warnings == []
+    # an alias cannot be checked on a bare tap: no guessing
+    aliased = Binding(portdev=None, mac=MAC_B, filter="f", owner_name="guest-a", alias="net1")
+    placed, warnings = place([aliased], runtime, links)
+    assert placed == {aliased.label: (None, "unplaced")} and "no NIC with MAC" in warnings[0]
+    # a stopped guest's hot-plugged tap is not placed either
+    stopped = {"guest-a": GuestRecord("guest-a", False)}
+    assert place([plugged], stopped, links)[0] == {plugged.label: (None, "not running")}
+
+
 def test_a_guest_binding_wins_over_a_fixed_one_and_two_guests_on_one_tap_both_lose():
     runtime = {"guest-a": GuestRecord("guest-a", True, (GuestNic(MAC_A, "vnet0"),))}
     placed, warnings = place([A, FIXED], runtime, {"vnet0": "fe:54:00:00:00:0a"})
