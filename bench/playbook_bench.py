@@ -194,7 +194,7 @@ def measure_p(lab, ns, count, runs, with_p3=True):
 
 
 def trivial(lab, hosts, runs, forks=None):
-    return median([lab.play(TRIVIAL, hosts, forks=forks)[0] for _ in range(runs)])
+    return median([lab.play(TRIVIAL, hosts, forks=forks)[0] for _run in range(runs)])
 
 
 def chains_present(ns, backend):
@@ -214,7 +214,7 @@ def measure_heal(lab, ns, count, runs):
     times = []
     try:
         time.sleep(2.0)
-        for _ in range(runs):
+        for _run in range(runs):
             start = time.monotonic()
             subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"], check=True)
             while not chains_present(ns, lab.backend):
@@ -236,7 +236,7 @@ def measure_fleet(lab, hosts, runs, ports):
         lab.install_filters(ns)
     lab.play(BIND, hosts, bind_vars(ports), forks=forks)
     noop, ping = [], []
-    for _ in range(runs):
+    for _run in range(runs):
         elapsed, recap = lab.play(BIND, hosts, bind_vars(ports), forks=forks)
         if any(r["changed"] for r in recap.values()):
             raise RuntimeError("fleet no-op changed something")
@@ -246,7 +246,7 @@ def measure_fleet(lab, hosts, runs, ports):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N up to 100, 4 fleet hosts")
     parser.add_argument("--only", default="P,CURVE,HEAL,FLEET")
@@ -274,7 +274,7 @@ def main(argv=None):
             if "CURVE" in cases:
                 res["curve"] = {}
                 for count in sizes:
-                    p1, p2, _ = measure_p(lab, ns, count, 1 if count >= 5000 else args.runs, with_p3=False)
+                    p1, p2, _p3 = measure_p(lab, ns, count, 1 if count >= 5000 else args.runs, with_p3=False)
                     res["curve"][count] = (p1, p2)
                     log("%s: N=%d P1 %.2f P2 %.2f" % (backend, count, p1, p2))
             if "HEAL" in cases:
@@ -313,8 +313,8 @@ def print_report(results, big, fleet_hosts, runs):
     for backend, res in results.items():
         if "fleet" in res:
             noop, ping = res["fleet"]
-            print("fleet of %d hosts, %s: no-op %.2f s, ping %.2f s, ratio %.2f" % (fleet_hosts, backend, noop, ping,
-                                                                                   noop / ping))
+            print("fleet of %d hosts, %s: no-op %.2f s, ping %.2f s, ratio %.2f"
+                  % (fleet_hosts, backend, noop, ping, noop / ping))
 
 
 if __name__ == "__main__":
