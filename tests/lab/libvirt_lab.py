@@ -37,6 +37,7 @@ PACKAGES = {"libvirtd": "libvirt-daemon", "qemu-system-x86_64": "qemu-system-x86
             "busybox": "busybox-static", "ebtables": "ebtables"}
 QEMU = "/usr/bin/qemu-system-x86_64"
 STOCK_FILTERS = "/etc/libvirt/nwfilter"
+DRIVER_DIR = "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"
 CAPS_CACHE = os.path.join(guest_image.CACHE_DIR, "libvirt-cache")
 
 BRIDGE = "br0"
@@ -358,12 +359,27 @@ class LibvirtLab:
         for path in glob.glob(os.path.join(STOCK_FILTERS, "*.xml")):
             shutil.copy(path, os.path.join(self.dirs["etc"], "nwfilter"))
 
-    def start_libvirtd(self, timeout=60):
-        """Start the private libvirtd and wait until it answers."""
+    def _driver_dir_without_nwfilter(self):
+        """A driver directory with every libvirt connection driver but nwfilter (symlinks): the
+        lab's stand-in for removing the nwfilter driver package from a monolithic libvirtd."""
+        path = os.path.join(self.workdir, "drivers-without-nwfilter")
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            for module in glob.glob(os.path.join(DRIVER_DIR, "libvirt_driver_*.so")):
+                if os.path.basename(module) != "libvirt_driver_nwfilter.so":
+                    os.symlink(module, os.path.join(path, os.path.basename(module)))
+        return path
+
+    def start_libvirtd(self, timeout=60, nwfilter=True):
+        """Start the private libvirtd and wait until it answers; ``nwfilter=False`` starts it
+        without its nwfilter driver."""
         log = open(os.path.join(self.dirs["log"], "libvirtd.stderr"), "a", encoding="utf-8")
+        env = dict(os.environ)
+        if not nwfilter:
+            env["LIBVIRT_DRIVER_DIR"] = self._driver_dir_without_nwfilter()
         self.daemon = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "unshare", "--mount", "--propagation", "private", "--",
-             SANDBOX, self.workdir, CAPS_CACHE], stdout=log, stderr=log)
+             SANDBOX, self.workdir, CAPS_CACHE], stdout=log, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while True:
@@ -390,10 +406,10 @@ class LibvirtLab:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)
 
-    def restart_libvirtd(self):
+    def restart_libvirtd(self, nwfilter=True):
         """Stop and start libvirtd: running guests go through the qemu hook's ``reconnect``."""
         self.stop_libvirtd()
-        self.start_libvirtd()
+        self.start_libvirtd(nwfilter=nwfilter)
 
     def teardown(self):
         for channel in self.channels.values():

@@ -155,7 +155,7 @@ def import_documents(docs: HostDocuments, binding_parameters=None) -> LibvirtHos
         warnings.extend("%s: %s" % (path, note) for note in notes)
     bindings = {}
     for path, data in docs.bindings:
-        binding = _parse(path, _filterxml.parse_binding_xml, data)
+        binding = _parse(path, _filterxml.parse_binding_status_xml, data)
         _same_name(path, "binding of portdev", binding.portdev)
         bindings[binding.portdev] = binding
         sources[("bindings", binding.portdev)] = path

@@ -105,7 +105,7 @@ def _parse_document(text, root_tag):
         raise FilterXMLError("malformed XML: %s: fix the document" % exc) from None
     if root.getroottree().docinfo.doctype:
         raise FilterXMLError("XML document contains a DOCTYPE; remove it")
-    if root.tag != root_tag:
+    if root_tag is not None and root.tag != root_tag:
         raise FilterXMLError("root element is <%s>, expected <%s>" % (root.tag, root_tag))
     return root
 
@@ -519,6 +519,24 @@ def _required_attr(node, tag, attr):
     if not value:
         raise FilterXMLError("filterbinding: <%s %s='...'> is required" % (tag, attr))
     return value
+
+
+def parse_binding_status_xml(text):
+    """Parse the file libvirtd keeps for a live binding (run/libvirt/nwfilter-binding/TAP.xml)
+    into a Binding: libvirt writes the <filterbinding> inside a <filterbindingstatus> element; a
+    bare <filterbinding> is read as well."""
+    if _root_tag(text) != "filterbindingstatus":
+        return parse_binding_xml(text)
+    root = _parse_document(text, "filterbindingstatus")
+    inner = [child for child in _elements(root) if child.tag == "filterbinding"]
+    if len(inner) != 1:
+        raise FilterXMLError("filterbindingstatus holds %d <filterbinding> elements, expected one: "
+                             "fix or remove the file" % len(inner))
+    return parse_binding_xml(etree.tostring(inner[0]))
+
+
+def _root_tag(text):
+    return _parse_document(text, None).tag
 
 
 def parse_binding_xml(text):

@@ -153,3 +153,17 @@ def test_an_empty_root_imports_nothing(tmp_path):
     assert (host.filters, host.bindings, host.networks, host.skipped) == ({}, {}, {}, ())
     with pytest.raises(StoreError, match="is not a directory"):
         _adopt.read_documents(str(tmp_path / "missing"))
+
+
+def test_libvirtds_binding_status_files_are_read(root):
+    # libvirt (virNWFilterBindingObjSave) writes each live binding inside <filterbindingstatus>
+    path = os.path.join(root, "run/libvirt/nwfilter-binding/vnet0.xml")
+    inner = lr.binding_text("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),)).split("-->", 1)[-1].strip()
+    with open(path, "w") as handle:
+        handle.write("<filterbindingstatus>\n%s\n</filterbindingstatus>\n" % inner)
+    host = imported(root)
+    assert host.bindings["vnet0"].mac == MAC0 and host.bindings["vnet0"].parameters == (("IP", "192.168.122.10"),)
+    with open(path, "w") as handle:
+        handle.write("<filterbindingstatus>%s%s</filterbindingstatus>" % (inner, inner))
+    with pytest.raises(FilterXMLError, match="vnet0.xml.*2 <filterbinding> elements"):
+        imported(root)
