@@ -98,8 +98,12 @@ notes:
   - nwfilter's chains stand before the network chains in FORWARD. Unlike libvirt, the final accept in
     C(libvirt-in-post) only matches bridged traffic, so a guest filter never lets routed traffic escape
     an isolated network.
-  - If firewalld runs, the bridge must also be in firewalld's C(libvirt) zone (C(libvirt-routed) for
-    routed networks); the module warns (naming the zone) when C(firewall-cmd --state) says firewalld runs.
+  - If firewalld runs (C(firewall-cmd --state)), the module puts the bridge in firewalld's C(libvirt) zone
+    (C(libvirt-routed) for routed networks, none for mode V(open)) as libvirt does, in the runtime and the
+    permanent configuration, so a firewalld reload, restart or a reboot keeps it there; removing the network
+    takes the bridge out of that zone. The zones are libvirt's (its packages install them); without them
+    the module warns with the fix and leaves the bridge's zone alone. Check mode reports the move without
+    making it.
 seealso:
   - module: hypervisor.firewall.guest_nic_filter
 author:
@@ -141,6 +145,13 @@ network:
   sample: {"name": "default", "bridge": "virbr0", "mode": "nat", "ipv4": ["192.168.122.1/24"], "ipv6": [],
            "forward_dev": null, "dhcp": true, "dns": true, "tftp": false, "nat_ports": [1024, 65535],
            "nat_address": null, "nat_ipv6": false}
+firewalld_zone:
+  description:
+    - The firewalld zone the bridge is in (or, in check mode, would be put in) when firewalld runs;
+      V(null) without firewalld, for mode V(open), when libvirt's zone is missing, and after removal.
+  returned: when state is present or absent
+  type: str
+  sample: libvirt
 changed_chains:
   description: Owned chains the change rewrote or deleted (or would, in check mode).
   returned: when state is present or absent

@@ -22,6 +22,7 @@ from .nftables import networks as _netfw_nft
 from .nftables.writer import render_table
 from .host import transitions as _ops
 from . import backend as _backend
+from . import firewalld_zone as _zone
 from .language import resolve as _resolve
 from .language import schema as _schema
 from . import service as _service
@@ -278,6 +279,9 @@ def guest_nic_filter(params, check_mode, runner=None):
     result = _base_result(outcome)
     result["bindings"] = [_binding_dict(b) for key, b in sorted(outcome.after.bindings.items())]
     result["drop_unbound_taps"] = outcome.after.drop_unbound_taps
+    if outcome.after.bindings and _backend.choose(params["config_dir"], params.get("backend")) == "xtables" \
+            and runner.firewalld_running():
+        result["warnings"].append(_zone.XTABLES_WARNING)
     return result
 
 
@@ -367,16 +371,6 @@ def network_dict(network):
             for key, value in dataclasses.asdict(network).items()}
 
 
-def firewalld_warning(network):
-    zone = _network.firewalld_zone_for(network)
-    if zone is None:
-        return ("firewalld is running: network %r (mode open) gets no rules from us, so firewalld's zone for %s "
-                "alone decides its traffic" % (network.name, network.bridge))
-    return ("firewalld is running: put bridge %s in firewalld's '%s' zone (firewall-cmd --permanent "
-            "--zone=%s --change-interface=%s), or firewalld's own rules may block network %r"
-            % (network.bridge, zone, zone, network.bridge, network.name))
-
-
 def virt_network_fw(params, check_mode, runner=None):
     state_param = params["state"]
     network = network_from_module(params) if state_param in ("present", "rendered") else None
@@ -391,16 +385,25 @@ def virt_network_fw(params, check_mode, runner=None):
         state = _store.load_store(params["config_dir"])
         return dict(changed=False, gathered=_service.gather(runner, state)["networks"])
 
+    removed = []
+
     def mutate(state):
         if network is None:
-            return _ops.remove_network(state, network_name_to_remove(params, state)), []
+            name = network_name_to_remove(params, state)
+            removed[:] = [state.networks[name]] if name in state.networks else []
+            return _ops.remove_network(state, name), []
         return _ops.set_network(state, network), []
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)
     result["network"] = network_dict(network) if network is not None else None
-    if network is not None and runner.firewalld_running():
-        result["warnings"].append(firewalld_warning(network))
+    if network is not None:
+        placed, zone, warnings = _zone.place_bridge(runner, network, check_mode)
+        result["warnings"].extend(warnings)
+    else:
+        placed, zone = _zone.release_bridge(runner, removed[0] if removed else None, check_mode), None
+    result["firewalld_zone"] = zone
+    result["changed"] = result["changed"] or placed
     return result
 
 

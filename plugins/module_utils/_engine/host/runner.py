@@ -296,6 +296,35 @@ class HostRunner(Runner):
         rc, out, _err = self.run([found, "--state"])
         return rc == 0 and out.strip() == "running"
 
+    def _firewall_cmd(self, args, what):
+        found = shutil.which("firewall-cmd", path=self.path)
+        if found is None:
+            raise ToolMissingError("firewall-cmd is not installed, but firewalld runs: install firewalld's "
+                                   "command-line tool", tool="firewall-cmd")
+        rc, out, err = self.run([found] + list(args))
+        if rc != 0 and what:
+            raise ApplyError("firewall-cmd %s failed (rc %d): %s; %s" % (" ".join(args), rc, err.strip() or out.strip(), what),
+                             rc=rc, stderr=err)
+        return rc, out
+
+    def firewalld_zones(self):
+        """The zones firewalld knows (runtime)."""
+        return set(self._firewall_cmd(["--get-zones"], "check that firewalld answers on D-Bus")[1].split())
+
+    def firewalld_zone_of(self, interface, permanent=False):
+        """The zone ``interface`` is bound to (runtime or permanent configuration), or None."""
+        args = (["--permanent"] if permanent else []) + ["--get-zone-of-interface=" + interface]
+        rc, out = self._firewall_cmd(args, None)
+        return out.strip() if rc == 0 and out.strip() else None
+
+    def firewalld_change_zone(self, zone, interface, permanent=False):
+        args = (["--permanent"] if permanent else []) + ["--zone=" + zone, "--change-interface=" + interface]
+        self._firewall_cmd(args, "put %s in zone %s by hand or fix firewalld" % (interface, zone))
+
+    def firewalld_remove_interface(self, zone, interface, permanent=False):
+        args = (["--permanent"] if permanent else []) + ["--zone=" + zone, "--remove-interface=" + interface]
+        self._firewall_cmd(args, "take %s out of zone %s by hand or fix firewalld" % (interface, zone))
+
     def tc_csum_available(self):
         """Whether ``tc ... action csum`` works (CONFIG_NET_ACT_CSUM); False without ``tc``.
 

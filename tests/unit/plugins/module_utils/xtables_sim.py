@@ -165,12 +165,16 @@ def new_sims(ip_tables=("filter",), foreign=None, tool_class=SimTool):
 class HostFake(FakeRunner):
     """FakeRunner plus the host questions HostRunner answers, read from attributes a test may change."""
 
-    def __init__(self, sims, devices, libvirt_bound=(), bridge_nf_off=(), firewalld=False, **kwargs):
+    def __init__(self, sims, devices, libvirt_bound=(), bridge_nf_off=(), firewalld=False,
+                 firewalld_zones=("public", "libvirt", "libvirt-routed"), **kwargs):
         super().__init__(sims, **kwargs)
         self.devices = set(devices)
         self.libvirt_bound = set(libvirt_bound)
         self.bridge_nf_off = list(bridge_nf_off)
         self.firewalld = firewalld
+        self.zones = set(firewalld_zones)
+        self.zone_of = {False: {}, True: {}}  # runtime / permanent: {interface: zone}
+        self.zone_calls = []
 
     def list_devices(self):
         return set(self.devices)
@@ -183,6 +187,20 @@ class HostFake(FakeRunner):
 
     def firewalld_running(self):
         return self.firewalld
+
+    def firewalld_zones(self):
+        return set(self.zones)
+
+    def firewalld_zone_of(self, interface, permanent=False):
+        return self.zone_of[permanent].get(interface)
+
+    def firewalld_change_zone(self, zone, interface, permanent=False):
+        self.zone_calls.append(("change", zone, interface, permanent))
+        self.zone_of[permanent][interface] = zone
+
+    def firewalld_remove_interface(self, zone, interface, permanent=False):
+        self.zone_calls.append(("remove", zone, interface, permanent))
+        assert self.zone_of[permanent].pop(interface) == zone
 
     def dumps(self):
         """{tool: save text} of every simulated tool."""

@@ -247,3 +247,13 @@ def test_main_turns_engine_warnings_into_module_warnings(tmp_path, host, monkeyp
     out = run_main(monkeypatch, capsys, args, host, warned)
     assert out["changed"] is True and out["rebuilt_devices"] == []
     assert warned == ["binding for vnet9 stored, but no device vnet9 exists: no rules were installed for it"]
+
+
+def test_xtables_on_a_firewalld_host_warns_that_reloads_flush_it(tmp_path, host):
+    quiet = _actions.guest_nic_filter(params(tmp_path, bindings=[binding()]), check_mode=False, runner=host)
+    assert not [w for w in quiet["warnings"] if "firewalld" in w]
+    host.firewalld = True
+    warned = _actions.guest_nic_filter(params(tmp_path, bindings=[binding()]), check_mode=False, runner=host)
+    assert [w for w in warned["warnings"] if "firewalld reload or restart flushes" in w and "backend nftables" in w]
+    emptied = _actions.guest_nic_filter(params(tmp_path, bindings=[], exclusive=True), check_mode=False, runner=host)
+    assert not [w for w in emptied["warnings"] if "firewalld" in w]

@@ -17,7 +17,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import networks as _netfw  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import FilterXMLError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError, FilterXMLError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, parse_live
 from ansible_collections.hypervisor.firewall.plugins.modules import virt_network_fw as module
@@ -129,15 +129,51 @@ def test_absent_of_an_unknown_network_claims_nothing(tmp_path):
     assert not _store.load_store(str(tmp_path / "store")).manage_networks
 
 
-@pytest.mark.parametrize("mode, zone", [("nat", "'libvirt' zone"), ("route", "'libvirt-routed' zone"),
-                                        ("isolated", "'libvirt' zone"), ("open", "mode open")])
-def test_firewalld_warning_names_the_zone(tmp_path, mode, zone):
-    options = params(tmp_path, **NAT)
-    options["mode"] = mode
-    result = _actions.virt_network_fw(dict(options), False, runner=new_host(firewalld=True))
-    assert [w for w in result["warnings"] if "firewalld" in w and zone in w and "br0" in w]
-    quiet = _actions.virt_network_fw(dict(options), False, runner=new_host())
-    assert not [w for w in quiet["warnings"] if "firewalld" in w]
+@pytest.mark.parametrize("mode, zone", [("nat", "libvirt"), ("route", "libvirt-routed"), ("isolated", "libvirt")])
+def test_firewalld_host_gets_the_bridge_in_libvirts_zone_for_good(tmp_path, mode, zone):
+    options = dict(params(tmp_path, **NAT), mode=mode)
+    runner = new_host(firewalld=True)
+    runner.zone_of[True]["br0"] = "public"  # where an admin's permanent config had it
+    result = _actions.virt_network_fw(dict(options), False, runner=runner)
+    assert result["changed"] and result["firewalld_zone"] == zone
+    assert runner.zone_of == {False: {"br0": zone}, True: {"br0": zone}}  # runtime, and kept over reloads
+    assert not [w for w in result["warnings"] if "firewalld" in w]
+    restores = len(runner.restores)
+    again = _actions.virt_network_fw(dict(options), False, runner=runner)
+    assert not again["changed"] and len(runner.restores) == restores and len(runner.zone_calls) == 2
+
+    gone = _actions.virt_network_fw(params(tmp_path, name="br0", state="absent"), False, runner=runner)
+    assert gone["changed"] and runner.zone_of == {False: {}, True: {}}
+    assert runner.zone_calls[2:] == [("remove", zone, "br0", False), ("remove", zone, "br0", True)]
+
+
+def test_firewalld_zone_in_check_mode_is_reported_not_made(tmp_path):
+    runner = new_host(firewalld=True)
+    result = _actions.virt_network_fw(params(tmp_path, **NAT), True, runner=runner)
+    assert result["changed"] and result["firewalld_zone"] == "libvirt" and runner.zone_calls == []
+
+
+def test_firewalld_without_libvirts_zones_warns_with_the_fix(tmp_path):
+    runner = new_host(firewalld=True)
+    runner.zones = {"public", "trusted"}
+    result = _actions.virt_network_fw(params(tmp_path, **NAT), False, runner=runner)
+    assert result["firewalld_zone"] is None and runner.zone_calls == []
+    assert [w for w in result["warnings"] if "no 'libvirt' zone" in w and "bridge br0" in w
+            and "install libvirt's firewalld zones" in w]
+
+
+def test_open_network_gets_no_zone(tmp_path):
+    runner = new_host(firewalld=True)
+    result = _actions.virt_network_fw(dict(params(tmp_path, **NAT), mode="open"), False, runner=runner)
+    assert result["firewalld_zone"] is None and runner.zone_calls == []
+    assert [w for w in result["warnings"] if "mode open" in w and "br0" in w]
+
+
+def test_no_firewalld_no_zone(tmp_path):
+    runner = new_host()
+    result = _actions.virt_network_fw(params(tmp_path, **NAT), False, runner=runner)
+    assert result["firewalld_zone"] is None and runner.zone_calls == []
+    assert not [w for w in result["warnings"] if "firewalld" in w]
 
 
 def test_present_without_bridge_names_the_fix(tmp_path):
@@ -173,6 +209,33 @@ def test_firewalld_probe(tmp_path):
     assert HostRunner(path=str(tmp_path)).firewalld_running() is True
 
 
+FAKE_FIREWALL_CMD = """#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls"
+case "$*" in
+  --get-zones) echo "block public libvirt" ;;
+  --get-zone-of-interface=br0) echo libvirt ;;
+  "--permanent --get-zone-of-interface=br0") echo "no zone"; exit 2 ;;
+  *--zone=nowhere*) echo "Error: INVALID_ZONE: nowhere" >&2; exit 112 ;;
+esac
+"""
+
+
+def test_firewalld_zone_commands(tmp_path):
+    tool = tmp_path / "firewall-cmd"
+    tool.write_text(FAKE_FIREWALL_CMD)
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    runner = HostRunner(path=str(tmp_path))
+    assert runner.firewalld_zones() == {"block", "public", "libvirt"}
+    assert runner.firewalld_zone_of("br0") == "libvirt" and runner.firewalld_zone_of("br0", True) is None
+    runner.firewalld_change_zone("libvirt", "br0", permanent=True)
+    runner.firewalld_remove_interface("libvirt", "br0")
+    with pytest.raises(ApplyError, match="INVALID_ZONE: nowhere; put br0 in zone nowhere by hand"):
+        runner.firewalld_change_zone("nowhere", "br0")
+    assert (tmp_path / "calls").read_text().splitlines()[3:] == [
+        "--permanent --zone=libvirt --change-interface=br0", "--zone=libvirt --remove-interface=br0",
+        "--zone=nowhere --change-interface=br0"]
+
+
 def run_main(monkeypatch, capsys, args, runner, warned=None):
     monkeypatch.setattr(_actions, "Runner", lambda: runner)
     monkeypatch.setattr(AnsibleModule, "warn", lambda self, msg: (warned if warned is not None else []).append(msg))
@@ -188,7 +251,7 @@ def test_main_defaults_name_and_warns(tmp_path, monkeypatch, capsys):
     out = run_main(monkeypatch, capsys, dict(base, bridge="br0", ipv4="192.168.100.1/24"), new_host(firewalld=True),
                    warned)
     assert out["changed"] and out["network"]["name"] == "br0" and out["network"]["dhcp"] is False
-    assert [w for w in warned if "'libvirt' zone" in w]
+    assert out["firewalld_zone"] == "libvirt" and not [w for w in warned if "firewalld" in w]
     out = run_main(monkeypatch, capsys, dict(base, name="br0", state="absent"), new_host())
     assert out["changed"] and "failed" not in out
 
