@@ -47,7 +47,8 @@ options:
         shared by all NICs with the same filters; per-NIC values (MAC, IP list) live in sets keyed
         by interface, and packets reach their chain through a verdict map. Layer 3/4 rules go to
         C(inet hfw_nwfilter), told apart by a per-port packet mark, their host addresses in sets
-        keyed by that mark. A few constructs (STP, masked MACs, TCP flags, connlimit, ipset, ...)
+        keyed by that mark. Every attribute of libvirt's ebiptables driver has an nftables form except
+        C(ipset) and a few combinations (for example C(gratuitous) ARP with no fixed address); those
         fail with a clear message; see O(backend_fallback).
       - The value is kept in the store (C(config_dir/backend)) as the host's default; when not
         given, the host's default applies, else V(xtables).

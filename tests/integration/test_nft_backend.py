@@ -148,22 +148,22 @@ def test_rules_are_shared_and_drift_is_healed(host):
     assert not host.bind("clean-traffic", "nftables").changed
 
 
-STP_GUARD = "<filter name='hfw-stp-guard'><filterref filter='no-mac-spoofing'/>" \
-            "<rule action='drop' direction='out'><stp/></rule></filter>"
+GARP_GUARD = "<filter name='hfw-garp-guard'><filterref filter='no-mac-spoofing'/>" \
+            "<rule action='drop' direction='out'><arp gratuitous='true'/></rule></filter>"
 
 
 def test_fallback_filters_with_xtables_while_nftables_cannot_and_warns_every_run(host):
-    host.add_filter(STP_GUARD)
+    host.add_filter(GARP_GUARD)
     host.bind("clean-traffic", "nftables")
-    with pytest.raises(ResolveError):  # STP matching: nftables cannot express it
-        host.bind("hfw-stp-guard", "nftables")
+    with pytest.raises(ResolveError):  # gratuitous ARP on any address: nftables cannot express it
+        host.bind("hfw-garp-guard", "nftables")
     assert "bridge hfw_nwfilter" in host.nft_tables()  # nothing changed
-    outcome = host.bind("hfw-stp-guard", "nftables", fallback=True)
+    outcome = host.bind("hfw-garp-guard", "nftables", fallback=True)
     assert [w for w in outcome.warnings if w.startswith("backend nftables cannot filter this host")]
     assert host.xt_nic_chains() and "hfw_nwfilter" not in host.nft_tables()
     with open(os.path.join(host.config_dir, "backend"), encoding="utf-8") as handle:
         assert handle.read() == "nftables\nfallback\n"
-    again = host.bind("hfw-stp-guard", None)
+    again = host.bind("hfw-garp-guard", None)
     assert not again.changed and any("cannot filter this host" in w for w in again.warnings)
     # the cause gone, the stored nftables takes over again with no option given
     fixed = host.bind("clean-traffic", None)

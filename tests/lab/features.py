@@ -197,6 +197,13 @@ def _features():
                                                                            sender_mac=SPOOF_MAC),
            no, "arpsrcmacaddr"),
     ])
+    add("hfwf-arp-gratuitous-ip", "arp", _drop("out", "<arp gratuitous='true' arpsrcipaddr='$IP'/>"), [
+        _p("own-announce", "out", lambda lab, m, s, d: F.gratuitous_arp(s.mac, s.ipv4, m), no,
+           "gratuitous, sender IP is $IP"),
+        _p("other-announce", "out", lambda lab, m, s, d: F.gratuitous_arp(s.mac, "192.168.100.99", m), yes,
+           "gratuitous, but the sender IP is not $IP"),
+        _p("request", "out", _arp(), yes, "sender IP is $IP, target .11: not gratuitous"),
+    ])
     add("hfwf-rarp", "rarp", _drop("out", "<rarp opcode='Request_Reverse' arpdstmacaddr='52:54:00:00:00:01'/>"), [
         _p("rarp-for-peer", "out", lambda lab, m, s, d: F.rarp(F.RARP_REQUEST, s.mac, F.BROADCAST, d.mac, m),
            no, "request_reverse for 52:54:00:00:00:01"),

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import compile_l3 as _compile_nft_l3
+from . import matches as M
 from .writer import Chain, Hook, Lookup, Map, Match, Set, Table, Verdict, VerdictMap, quoted, render_rule
 from ..errors import ResolveError
 from ..language import values as V
@@ -49,7 +50,7 @@ DIRECTIONS = (
 )
 _SELECTOR = (("ipv4", (Match("ether type", "ip"),)), ("ipv6", (Match("ether type", "ip6"),)),
              ("arp", (Match("ether type", "arp"),)), ("rarp", (Match("ether type", "0x8035"),)),
-             ("vlan", (Match("ether type", "8021q"),)), ("mac", ()))
+             ("vlan", (Match("ether type", "8021q"),)), ("stp", (Match("ether daddr", M.STP_GROUP),)), ("mac", ()))
 _VERDICT = {"accept": "accept", "drop": "drop", "reject": "drop", "return": "return", "continue": "continue"}
 _ETHER_NAMES = {0x0800: "ip", 0x0806: "arp", 0x86DD: "ip6", 0x8100: "8021q", 0x88A8: "8021ad"}
 _ARP_OPS = {1: "request", 2: "reply", 3: "rrequest", 4: "rreply", 8: "inrequest", 9: "inreply", 10: "nak"}
@@ -87,8 +88,8 @@ class NftDesired:
 
 def _unsupported(rule, what):
     return ResolveError(
-        "filter '%s': %s is not supported by the nftables backend yet: use backend 'xtables' for "
-        "NICs whose filters use it" % (rule.filter_name, what),
+        "filter '%s': there is no nftables form for %s: use backend 'xtables' for NICs whose filters use it "
+        "(or backend_fallback: true)" % (rule.filter_name, what),
         filter=rule.filter_name, backend="nftables",
     )
 
@@ -141,13 +142,16 @@ def _ether(parts, rule):
         if not parts.has(attr):
             continue
         mask = parts.val(side + "macmask") if parts.has(side + "macmask") else None
-        if V.masked_mac(parts.val(attr), mask)[1] is not None:
-            raise _unsupported(rule, "a masked MAC address (%smacmask)" % side)
-        found[parts.side(side)] = (attr, parts.val(attr).lower())
+        if V.masked_mac(parts.val(attr), mask)[1] is None:
+            mask = None
+        found[parts.side(side)] = (attr, parts.val(attr).lower(), mask)
     for side, field_name in (("dst", "daddr"), ("src", "saddr")):
         if side in found:
-            attr, value = found[side]
-            parts.add(Slot("ether " + field_name, "ether_addr", value, parts.neg(attr)))
+            attr, value, mask = found[side]
+            if mask is None:
+                parts.add(Slot("ether " + field_name, "ether_addr", value, parts.neg(attr)))
+            else:  # a masked address is written out: NICs differing in it get their own chain
+                parts.add(M.masked_mac("ether " + field_name, value, mask, parts.neg(attr)))
 
 
 def _build_mac(parts, rule):
@@ -169,14 +173,16 @@ def _build_vlan(parts, rule):
 
 
 def _build_arp(parts, rule):
-    if parts.has("gratuitous") or parts.has("hwtype") or parts.has("protocoltype"):
-        raise _unsupported(rule, "matching ARP gratuitous/hwtype/protocoltype")
     _ether(parts, rule)
     rarp = rule.protocol == "rarp"
-    fields = [a for a in ("opcode", "arpsrcipaddr", "arpdstipaddr", "arpsrcmacaddr", "arpdstmacaddr")
-              if parts.has(a)]
+    fields = [a for a in ("hwtype", "protocoltype", "opcode", "arpsrcipaddr", "arpdstipaddr", "arpsrcmacaddr",
+                          "arpdstmacaddr") if parts.has(a)]
     if rarp or not fields:
         parts.add(Match("ether type", "0x8035" if rarp else "arp"))
+    if parts.has("hwtype"):
+        parts.add(M.arp_htype(parts.val("hwtype"), parts.neg("hwtype"), rarp))
+    if parts.has("protocoltype"):
+        parts.add(M.arp_ptype(parts.val("protocoltype"), parts.neg("protocoltype"), rarp))
     if parts.has("opcode"):
         num = V.number(parts.val("opcode"))
         if rarp:
@@ -188,6 +194,33 @@ def _build_arp(parts, rule):
             attr = "arp%s%saddr" % (side, kind)
             if parts.has(attr):
                 _arp_field(parts, rule, rarp, kind, parts.side(side), attr)
+    if parts.has("gratuitous") and parts.val("gratuitous") == "true":
+        _gratuitous(parts, rule, rarp)
+
+
+def _gratuitous(parts, rule, rarp):
+    """ebtables ``--arp-gratuitous`` compares the sender and the target IP address; nft cannot
+    compare two packet fields, but when the rule pins one of them to a host address, matching
+    the other against the same address says the same."""
+    pinned = [(attr, side) for attr, side in (("arpsrcipaddr", "dst"), ("arpdstipaddr", "src"))
+              if parts.has(attr) and not parts.neg(attr)
+              and _host_or_net(parts.val(attr), _mask_of(parts, attr), 4)[1]]
+    if not pinned or parts.neg("gratuitous") or rarp:
+        raise _unsupported(rule, "ARP 'gratuitous' without a positive arpsrcipaddr or arpdstipaddr host address "
+                                 "(nft 1.0.6 cannot compare the sender and target address of one packet; add "
+                                 "arpsrcipaddr='$IP' or split the rule)")
+    if len(pinned) == 2:
+        if parts.val("arpsrcipaddr") != parts.val("arpdstipaddr"):
+            raise _unsupported(rule, "ARP 'gratuitous' with different arpsrcipaddr and arpdstipaddr (it never matches)")
+        return
+    attr, other = pinned[0]
+    value = _host_or_net(parts.val(attr), None, 4)[0]
+    parts.add(Slot("arp %saddr ip" % parts.side(other)[0], "ipv4_addr", value))
+
+
+def _mask_of(parts, attr):
+    name = attr.replace("addr", "mask")
+    return parts.val(name) if parts.has(name) else None
 
 
 def _arp_field(parts, rule, rarp, kind, side, attr):
@@ -212,8 +245,6 @@ def _arp_field(parts, rule, rarp, kind, side, attr):
 
 
 def _build_ip(parts, rule, version):
-    if parts.has("dscp") or any(parts.has(a) for a in ("type", "code", "typeend", "codeend")):
-        raise _unsupported(rule, "dscp and ICMPv6 type matches at layer 2")
     _ether(parts, rule)
     family = "ip" if version == 4 else "ip6"
     addrs = []
@@ -225,8 +256,11 @@ def _build_ip(parts, rule, version):
             addrs.append((parts.side(side), attr, value, host))
     ports = [(parts.side(side), side) for side in ("src", "dst") if parts.has(side + "portstart")]
     proto = V.ip_protocol(parts.val("protocol")) if parts.has("protocol") else None
-    if not addrs and not (version == 4 and proto):
+    icmp6 = _icmpv6_l2(parts, rule) if version == 6 else []
+    if (not addrs and not (version == 4 and proto) and not icmp6) or parts.has("dscp"):
         parts.add(Match("ether type", family))
+    if version == 4 and parts.has("dscp"):
+        parts.add(M.tos(parts.val("dscp"), parts.neg("dscp")))
     # header (offset) order: nft merges adjacent matches and prints them that way
     for side, attr, value, host in sorted(addrs, key=lambda item: item[0] != "src"):
         expr = "%s %saddr" % (family, "s" if side == "src" else "d")
@@ -234,9 +268,11 @@ def _build_ip(parts, rule, version):
             parts.add(Slot(expr, "ipv4_addr" if version == 4 else "ipv6_addr", value, parts.neg(attr)))
         else:
             parts.add(Match(expr, value, parts.neg(attr)))
-    if proto and (version == 4 or not ports):
+    if proto and (version == 4 or not ports) and not (icmp6 and not parts.neg("protocol")):
         key = "ip protocol" if version == 4 else "meta l4proto"
         parts.add(Match(key, proto, parts.neg("protocol")))
+    for statement in icmp6:  # an icmpv6 type implies the protocol: nft prints no meta l4proto then
+        parts.add(statement)
     for side, attr_side in sorted(ports, key=lambda item: item[0] != "src"):
         if proto not in ("tcp", "udp", "sctp", "udplite"):
             raise _unsupported(rule, "ports without protocol tcp/udp/sctp")
@@ -244,6 +280,27 @@ def _build_ip(parts, rule, version):
                                     parts.val(attr_side + "portend") if parts.has(attr_side + "portend") else None)
         parts.add(Match("%s %s" % (proto, "sport" if side == "src" else "dport"),
                         str(first) if first == last else "%d-%d" % (first, last), parts.neg(attr_side + "portstart")))
+
+
+def _icmpv6_l2(parts, rule):
+    names = ("type", "typeend", "code", "codeend")
+    if not any(parts.has(a) for a in names):
+        return []
+    negate = any(parts.neg(a) for a in names if parts.has(a))
+    try:
+        return M.icmpv6_l2(*[parts.val(a) if parts.has(a) else None for a in names], negate=negate)
+    except M.NoNftForm as exc:
+        raise _unsupported(rule, str(exc)) from None
+
+
+def _build_stp(parts, rule, reverse):
+    if reverse and parts.has("srcmacaddr"):
+        raise ResolveError(
+            "filter '%s': an stp rule with direction 'inout' cannot set srcmacaddr (libvirt rejects it too): split "
+            "it into an 'in' and an 'out' rule" % rule.filter_name, filter=rule.filter_name)
+    parts.add(Match("ether daddr", M.STP_GROUP))
+    _ether(parts, rule)
+    parts.items.extend(M.stp(parts.attrs))
 
 
 def _build(rule, reverse):
@@ -261,7 +318,7 @@ def _build(rule, reverse):
     elif proto in ("ip", "ipv6"):
         _build_ip(parts, rule, 4 if proto == "ip" else 6)
     elif proto == "stp":
-        raise _unsupported(rule, "STP matching")
+        _build_stp(parts, rule, reverse)
     else:
         raise _unsupported(rule, "a layer 3/4 (%s) rule" % proto)
     return tuple(parts.items), _VERDICT[rule.action]

@@ -35,8 +35,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from .writer import Chain, Hook, Lookup, Map, Match, Reject, SetMark, Set, Table, Verdict, VerdictMap, quoted, \
-    render_rule
+from . import matches as M
+from .writer import Chain, CountUpdate, Hook, Lookup, Map, Match, Reject, SetMark, Set, Table, Verdict, VerdictMap, \
+    quoted, render_rule
 from ..errors import ResolveError
 from ..language import values as V
 from ..language.copies import RuleView, family_of, l3_copies
@@ -52,21 +53,18 @@ KINDS = (("FI", "from_guest", IN_MARK, "prerouting", "prerouting", "mangle",
          ("HI", "to_host", IN_MARK, "input", "input", "filter", None))
 _PROTO = {"tcp": "tcp", "udp": "udp", "udplite": "udplite", "sctp": "sctp", "esp": "esp", "ah": "ah",
           "icmp": "icmp", "icmpv6": "ipv6-icmp", "igmp": "igmp", "all": None}
-_UNSUPPORTED = ("ipset", "connlimit-above", "dscp", "srcipfrom", "dstipfrom", "option", "flags", "srcmacaddr",
-                "code")
+# ipset names a set of the separate ipset facility, which nftables cannot look into
+_NO_NFT_FORM = {"ipset": "the 'ipset' attribute (it names a set of the kernel's ipset facility, which nftables "
+                         "rules cannot use; define the addresses in the filter instead)"}
+_COUNT = "{COUNT}"
 _REJECT = {"ip4": Reject("icmp", "port-unreachable"), "ip6": Reject("icmpv6", "port-unreachable")}
 _CT_ORDER = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
-_ICMP_TYPES = {0: "echo-reply", 3: "destination-unreachable", 5: "redirect", 8: "echo-request",
-               11: "time-exceeded", 12: "parameter-problem", 13: "timestamp-request", 14: "timestamp-reply"}
-_ICMPV6_TYPES = {1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded", 4: "parameter-problem",
-                 128: "echo-request", 129: "echo-reply", 133: "nd-router-solicit", 134: "nd-router-advert",
-                 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
 
 
 def _unsupported(rule, what):
     return ResolveError(
-        "filter '%s': %s is not supported by the nftables backend: use backend 'xtables' for NICs whose "
-        "filters use it" % (rule.inst.filter_name, what), filter=rule.inst.filter_name, backend="nftables")
+        "filter '%s': there is no nftables form for %s: use backend 'xtables' for NICs whose filters use it (or "
+        "backend_fallback: true)" % (rule.inst.filter_name, what), filter=rule.inst.filter_name, backend="nftables")
 
 
 def _match(rule, attr, expr, value):
@@ -103,10 +101,8 @@ def _proto_opts(rule, base, d_in):
     if base in ("icmp", "icmpv6"):
         if not rule.has("type"):
             return [Match("meta l4proto", _PROTO[base])]
-        names = _ICMP_TYPES if base == "icmp" else _ICMPV6_TYPES
-        number = V.number(rule.val("type"))
-        keyword = "icmp" if base == "icmp" else "icmpv6"
-        return [_match(rule, "type", "%s type" % keyword, names.get(number, str(number)))]
+        return M.icmp(4 if base == "icmp" else 6, rule.val("type"), rule.val("code"), rule.negated("type"),
+                      rule.negated("code"))
     ports = {}
     for side, other in (("src", "dst"), ("dst", "src")):
         if rule.has(side + "portstart"):
@@ -114,9 +110,30 @@ def _proto_opts(rule, base, d_in):
             first, last = V.port_bounds(rule.val(side + "portstart"), rule.val(side + "portend"))
             text = str(first) if first == last else "%d-%d" % (first, last)
             ports[key] = _match(rule, side + "portstart", "%s %sport" % (base, key[0]), text)
-    if ports:
-        return [ports[k] for k in ("src", "dst") if k in ports]
+    out = [ports[k] for k in ("src", "dst") if k in ports]
+    if base == "tcp" and rule.has("flags"):
+        try:
+            out.append(M.tcp_flags(rule.val("flags"), rule.negated("flags")))
+        except M.NoNftForm as exc:
+            raise _unsupported(rule, str(exc)) from None
+    if base == "tcp" and rule.has("option"):
+        out.append(M.tcp_option(rule.val("option"), rule.negated("option")))
+    if out:
+        return out
     return [Match("meta l4proto", _PROTO[base])] if _PROTO[base] else []
+
+
+def _ranges(rule, d_in, fam):
+    """xtables ``-m iprange``: only where the rule has no address on that side (as libvirt)."""
+    out = {}
+    for side, other in (("src", "dst"), ("dst", "src")):
+        if rule.has(side + "ipaddr") or not rule.has(side + "ipfrom"):
+            continue
+        key = other if d_in else side
+        end = rule.val(side + "ipto") or rule.val(side + "ipfrom")
+        out[key] = M.ip_range("%s %saddr" % (fam, key[0]), rule.val(side + "ipfrom"), end,
+                              rule.negated(side + "ipfrom"))
+    return [out[k] for k in ("src", "dst") if k in out]
 
 
 def _state(state, def_match, rule, d_in, has_icmp_type):
@@ -129,18 +146,36 @@ def _state(state, def_match, rule, d_in, has_icmp_type):
 def _rule_items(rule, tool, d_in, state, def_match, accept, may_skip_icmp):
     """One chain's copy of a rule (statements and _Addr slots), or None when libvirt skips it."""
     base = rule.protocol[:-5] if rule.protocol.endswith("-ipv6") else rule.protocol
+    if rule.has("connlimit-above") and d_in:
+        return None  # libvirt limits connections only where they are initiated
     if base in ("icmp", "icmpv6") and rule.has("type") and may_skip_icmp:
         return None
-    for attr in _UNSUPPORTED:
+    for attr, what in _NO_NFT_FORM.items():
         if rule.has(attr):
-            raise _unsupported(rule, "the '%s' attribute of a layer 3/4 rule" % attr)
+            raise _unsupported(rule, what)
     version, fam = (6, "ip6") if tool == "ip6" else (4, "ip")
     addrs = _addrs(rule, d_in, fam, version)
+    extra = _ranges(rule, d_in, fam) + ([M.dscp(fam, rule.val("dscp"), rule.negated("dscp"))]
+                                         if rule.has("dscp") else [])
+    proto = _proto_opts(rule, base, d_in)
+    mac = []
+    if rule.has("srcmacaddr"):
+        if d_in and not (addrs or extra or _PROTO[base] or proto):
+            return None  # the source MAC was the rule's only match and cannot be seen this way (as xtables)
+        if not d_in:
+            mac = [_match(rule, "srcmacaddr", "ether saddr", rule.val("srcmacaddr").lower())]
     nfproto = Match("meta nfproto", "ipv6" if version == 6 else "ipv4")
-    tokens = addrs if addrs else [nfproto]
-    tokens += _proto_opts(rule, base, d_in)
+    family = addrs + extra
+    # an icmp type and a connlimit's address key imply the family: nft prints no meta nfproto then
+    implied = rule.has("connlimit-above") or (proto and getattr(proto[0], "expr", "") in ("icmp type", "icmpv6 type"))
+    if not family and not implied:
+        family = [nfproto]
+    tokens = mac + family + proto
     action = rule.inst.action
-    if state and not (def_match and action != "accept"):
+    if rule.has("connlimit-above"):
+        # counted in a dynamic set of the chain, named with the chain (see _emit)
+        tokens.append(M.connlimit(_COUNT, version, rule.val("connlimit-above"), rule.negated("connlimit-above")))
+    elif state and not (def_match and action != "accept"):
         tokens += _state(state, def_match, rule, d_in, base in ("icmp", "icmpv6") and rule.has("type"))
     verdict = {"accept": Verdict(accept), "drop": Verdict("drop"), "reject": _REJECT[tool],
                "return": Verdict("return"), "continue": None}[action]
@@ -219,6 +254,12 @@ def _emit(kind, mark, devs, merged, number):
         values = {dev: merged[dev][index][1] for dev in devs}
         literal = _literals(devs, values)
         rule, key = _render(template, literal, "{NAME}-s%d" % index)
+        for statement in rule:
+            if isinstance(statement, CountUpdate):
+                version = 4 if statement.key[1].startswith("ip ") else 6
+                sets.append(("{NAME}-c%d" % index, M.connlimit_set("{NAME}-c%d" % index, version), ()))
+        rule = tuple(dataclasses.replace(st, set_name="{NAME}-c%d" % index) if isinstance(st, CountUpdate) else st
+                     for st in rule)
         rules.append(rule)
         if key:
             keep = [pos for pos, value in enumerate(literal or [None] * len(values[devs[0]][0])) if value is None]
@@ -227,13 +268,14 @@ def _emit(kind, mark, devs, merged, number):
             sets.append(("{NAME}-s%d" % index, key, elements))
     # the digest covers the rules' text and the sets' types: NICs with equal chains share a name
     name = "%s-%s" % (kind, _digest([render_rule(r) for r in rules]
-                                    + [repr((n, "type " + " . ".join(k))) for n, k, _e in sets]))
+                                    + [repr((n, "type " + " . ".join(k.key if isinstance(k, Set) else k)))
+                                       for n, k, _e in sets]))
     return (name, [_named(r, name) for r in rules], {n.replace("{NAME}", name): (k, e) for n, k, e in sets})
 
 
 def _named(rule, name):
     return tuple(dataclasses.replace(st, set_name=st.set_name.replace("{NAME}", name))
-                 if isinstance(st, Lookup) else st for st in rule)
+                 if isinstance(st, (Lookup, CountUpdate)) else st for st in rule)
 
 
 def _kind_chains(kind, mark, ports, per_nic, number):
@@ -274,7 +316,9 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
         bases.append(Chain(base, ((extra,) if extra else ()) + ((VerdictMap("meta mark", map_name),),),
                            Hook(hook, priority)))
     count = sum(len(lines) for lines in chains.values()) + 4
-    declared = [Set(name, key, tuple(elements)) for name, (key, elements) in sorted(sets.items())]
+    # a connlimit's counting set comes declared (dynamic, no elements); address sets by key types
+    declared = [dataclasses.replace(key, name=name) if isinstance(key, Set) else Set(name, key, tuple(elements))
+                for name, (key, elements) in sorted(sets.items())]
     inet = [Chain(name, tuple(rules)) for name, rules in sorted(chains.items())]
     tables = {TABLE: Table(TABLE[0], TABLE[1], tuple(maps + declared + inet + bases)),
               MARK_TABLE: _mark_table(ports, number)}

@@ -9,7 +9,8 @@ its full definition, all in one ``nft -f`` file, which the kernel commits atomic
 sees the old table or the new one, never none.
 
 Desired and live tables compare as parsed structures: objects by (kind, name), set elements
-sorted (the kernel lists them in hash order) and integers canonical.
+sorted (the kernel lists them in hash order) and integers canonical; the elements of dynamic
+sets (connlimit counting) are packet state and are left out.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def parse_table(text) -> Dict[Tuple[str, str], Tuple[str, ...]]:
         elif line.startswith("elements = {"):
             elements = line[len("elements = {"):]
         elif line == "}":
+            if "flags dynamic" in lines:
+                # filled by the packet path (connlimit counts): its elements are state, not rules
+                lines = [item for item in lines if not item.startswith("elements = ")]
             objects[current] = tuple(lines)
             current = None
             continue

@@ -99,7 +99,64 @@ class Nat:
         return self.kind if self.to is None else "%s to %s" % (self.kind, self.to)
 
 
-Statement = Union[Match, Lookup, VerdictMap, SetMark, Verdict, Reject, Nat]
+@dataclass(frozen=True)
+class Masked:
+    """``EXPR & MASK == VALUE`` (or ``!=``): a field compared under a mask."""
+
+    expr: str
+    mask: str
+    value: str
+    negate: bool = False
+
+    def render(self):
+        return "%s & %s %s %s" % (self.expr, self.mask, "!=" if self.negate else "==", self.value)
+
+
+@dataclass(frozen=True)
+class TcpFlags:
+    """``tcp flags FLAGS / MASK`` in the forms nft 1.0.6 prints: a zero FLAGS as ``! MASK`` (its
+    negation as ``MASK``), a one-flag MASK equal to FLAGS as ``& F == F``."""
+
+    flags: Tuple[str, ...]
+    mask: Tuple[str, ...]
+    negate: bool = False
+
+    def render(self):
+        mask = ",".join(self.mask)
+        if not self.flags:
+            return "tcp flags %s%s" % ("" if self.negate else "! ", mask)
+        if self.flags == self.mask and len(self.mask) == 1:
+            return "tcp flags & %s %s %s" % (mask, "!=" if self.negate else "==", mask)
+        return "tcp flags %s%s / %s" % ("!= " if self.negate else "", ",".join(self.flags), mask)
+
+
+@dataclass(frozen=True)
+class Exists:
+    """``EXPR exists`` or ``EXPR missing`` (``tcp option maxseg exists``)."""
+
+    expr: str
+    negate: bool = False
+
+    def render(self):
+        return "%s %s" % (self.expr, "missing" if self.negate else "exists")
+
+
+@dataclass(frozen=True)
+class CountUpdate:
+    """``add @SET { KEY ct count over N }``: counts connections per key in a dynamic set; true
+    above N (``over``), or up to N."""
+
+    set_name: str
+    key: Tuple[str, ...]
+    limit: int
+    over: bool = True
+
+    def render(self):
+        return "add @%s { %s ct count %s%d }" % (self.set_name, " . ".join(self.key), "over " if self.over else "",
+                                                 self.limit)
+
+
+Statement = Union[Match, Lookup, VerdictMap, SetMark, Verdict, Reject, Nat, Masked, TcpFlags, Exists, CountUpdate]
 Rule = Tuple[Statement, ...]
 
 
@@ -131,6 +188,8 @@ class Set:
     key: Tuple[str, ...]
     elements: Tuple[Tuple[str, ...], ...] = ()
     typeof: bool = False
+    size: Optional[int] = None
+    flags: Tuple[str, ...] = ()  # ("dynamic",): filled by the packet path (CountUpdate)
 
 
 @dataclass(frozen=True)
@@ -171,8 +230,9 @@ def render_object(obj) -> str:
         head = [obj.hook.render()] if obj.hook else []
         return _block("chain", obj.name, head + [render_rule(rule) for rule in obj.rules])
     if isinstance(obj, Set):
-        type_line = "%s %s" % ("typeof" if obj.typeof else "type", " . ".join(obj.key))
-        return _block("set", obj.name, [type_line] + _elements([" . ".join(e) for e in obj.elements]))
+        head = ["%s %s" % ("typeof" if obj.typeof else "type", " . ".join(obj.key))]
+        head += (["size %d" % obj.size] if obj.size else []) + (["flags " + ",".join(obj.flags)] if obj.flags else [])
+        return _block("set", obj.name, head + _elements([" . ".join(e) for e in obj.elements]))
     type_line = "type %s : %s" % (" . ".join(obj.key), obj.value)
     return _block("map", obj.name, [type_line] + _elements(["%s : %s" % (" . ".join(k), v) for k, v in obj.elements]))
 

@@ -141,18 +141,17 @@ def test_inout_rule_is_reversed_for_frames_from_the_guest_like_xtables():
 
 
 @pytest.mark.parametrize("xml, what", [
-    ('<rule action="accept" direction="out"><tcp dstportstart="22" flags="SYN/ALL"/></rule>', "'flags' attribute"),
-    ('<rule action="accept" direction="out"><tcp connlimit-above="3"/></rule>', "connlimit"),
-    ('<rule action="drop" direction="out"><stp/></rule>', "STP"),
-    ('<rule action="drop" direction="out"><mac srcmacaddr="52:54:00:00:00:00" srcmacmask="ff:ff:ff:00:00:00"/>'
-     '</rule>', "masked MAC"),
+    ('<rule action="drop" direction="out"><all ipset="blocked" ipsetflags="src"/></rule>', "ipset facility"),
     ('<rule action="drop" direction="out"><arp gratuitous="true"/></rule>', "gratuitous"),
+    ('<rule action="drop" direction="out"><tcp flags="NONE/NONE"/></rule>', "empty mask"),
+    ('<rule action="drop" direction="out"><ipv6 protocol="icmpv6" type="1" code="4" match="no"/></rule>',
+     "split the rule"),
 ])
 def test_unsupported_constructs_fail_clearly(xml, what):
     flt = _extra_filter('<filter name="u">%s</filter>' % xml)
     with pytest.raises(ResolveError) as info:
         table_text([nic(0, "u", filters=dict(FILTERS, u=flt))])
-    assert what in info.value.msg and "backend 'xtables'" in info.value.msg
+    assert what in info.value.msg and "no nftables form for" in info.value.msg and "backend 'xtables'" in info.value.msg
 
 
 def test_bad_device_name_is_refused():

@@ -16,8 +16,8 @@ from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xta
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.modules.module_params import module_params
 
 MAC0 = "52:54:00:00:00:00"
-# STP matching is ebtables-only: the nftables compiler refuses it
-STP_GUARD = '<filter name="stp-guard"><rule action="drop" direction="out"><stp/></rule></filter>'
+# a gratuitous-ARP match on no fixed address has no nftables form: the nftables compiler refuses it
+GARP_GUARD = '<filter name="garp-guard"><rule action="drop" direction="out"><arp gratuitous="true"/></rule></filter>'
 MAC_GUARD = ('<filter name="mac-guard"><rule action="drop" direction="out">'
              '<mac srcmacaddr="$MAC" match="no"/></rule></filter>')
 
@@ -67,27 +67,27 @@ def fallback_warnings(result):
 
 def test_without_fallback_the_clear_error_stands(tmp_path):
     host = NftHost()
-    define(tmp_path, host, STP_GUARD)
+    define(tmp_path, host, GARP_GUARD)
     with pytest.raises(ResolveError) as info:
-        bind(tmp_path, host, "stp-guard", backend="nftables")
-    assert "STP matching" in info.value.msg and "backend 'xtables'" in info.value.msg
+        bind(tmp_path, host, "garp-guard", backend="nftables")
+    assert "gratuitous" in info.value.msg and "backend 'xtables'" in info.value.msg
     assert host.restores == [] and host.nft_loads == []
 
 
 def test_a_rule_nftables_cannot_express_falls_back_to_xtables_and_keeps_nftables_stored(tmp_path):
     host = NftHost()
-    define(tmp_path, host, STP_GUARD)
-    check = bind(tmp_path, host, "stp-guard", check_mode=True, backend="nftables", backend_fallback=True)
+    define(tmp_path, host, GARP_GUARD)
+    check = bind(tmp_path, host, "garp-guard", check_mode=True, backend="nftables", backend_fallback=True)
     assert check["changed"] and len(fallback_warnings(check)) == 1 and host.restores == []
-    first = bind(tmp_path, host, "stp-guard", backend="nftables", backend_fallback=True)
+    first = bind(tmp_path, host, "garp-guard", backend="nftables", backend_fallback=True)
     assert first["changed"] and first["rebuilt_devices"] == ["vnet0"]
-    assert "STP matching" in fallback_warnings(first)[0]
+    assert "gratuitous" in fallback_warnings(first)[0]
     assert [tool for tool, _payload in host.restores] == ["eb"] and host.nft_loads == []
     # the permission is kept, the fallback is not: the stored backend stays nftables
     assert stored_file(tmp_path) == "nftables\nfallback\n"
     assert _backend.choose(str(tmp_path / "store")) == "nftables"
     # a later writer without the options (re-apply, hook) falls back the same way and warns again
-    again = bind(tmp_path, host, "stp-guard")
+    again = bind(tmp_path, host, "garp-guard")
     assert not again["changed"] and len(fallback_warnings(again)) == 1 and len(host.restores) == 1
 
 
@@ -112,10 +112,10 @@ def test_a_working_nftables_host_ignores_the_fallback(tmp_path):
 
 def test_rendered_falls_back_too_without_running_anything(tmp_path):
     host = NftHost()
-    define(tmp_path, host, STP_GUARD)
+    define(tmp_path, host, GARP_GUARD)
     with pytest.raises(ResolveError):
-        bind(tmp_path, None, "stp-guard", state="rendered", backend="nftables")
-    result = bind(tmp_path, None, "stp-guard", state="rendered", backend="nftables", backend_fallback=True)
+        bind(tmp_path, None, "garp-guard", state="rendered", backend="nftables")
+    result = bind(tmp_path, None, "garp-guard", state="rendered", backend="nftables", backend_fallback=True)
     assert "nft" not in result["rendered"] and "ebtables" in result["rendered"]
     assert len(fallback_warnings(result)) == 1
 
