@@ -257,7 +257,8 @@ def _build_ip(parts, rule, version):
     ports = [(parts.side(side), side) for side in ("src", "dst") if parts.has(side + "portstart")]
     proto = V.ip_protocol(parts.val("protocol")) if parts.has("protocol") else None
     icmp6 = _icmpv6_l2(parts, rule) if version == 6 else []
-    if (not addrs and not (version == 4 and proto) and not icmp6) or parts.has("dscp"):
+    # nft leaves out the ether type when another IP match implies it (the TOS match is raw: it does not)
+    if not addrs and not (version == 4 and proto) and not icmp6:
         parts.add(Match("ether type", family))
     if version == 4 and parts.has("dscp"):
         parts.add(M.tos(parts.val("dscp"), parts.neg("dscp")))

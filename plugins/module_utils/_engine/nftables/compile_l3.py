@@ -170,7 +170,8 @@ def _rule_items(rule, tool, d_in, state, def_match, accept, may_skip_icmp):
     implied = rule.has("connlimit-above") or (proto and getattr(proto[0], "expr", "") in ("icmp type", "icmpv6 type"))
     if not family and not implied:
         family = [nfproto]
-    tokens = mac + family + proto
+    # where nft prints the source MAC: first, except before a connlimit's count (after the protocol)
+    tokens = family + proto + mac if rule.has("connlimit-above") else mac + family + proto
     action = rule.inst.action
     if rule.has("connlimit-above"):
         # counted in a dynamic set of the chain, named with the chain (see _emit)
