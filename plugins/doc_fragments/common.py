@@ -26,8 +26,10 @@ options:
       - File locked with C(flock) across read, plan and apply, so that two writers on one host
         never interleave.
       - Hosts that share one filesystem need one lock file each.
+      - Its directory must be writable by its owner (root) alone, and the file is never opened through a
+        symbolic link nor used when another user owns it; otherwise the task fails and names the fix.
     type: path
-    default: /run/lock/hypervisor-firewall.lock
+    default: /run/hypervisor-firewall/lock
   lock_timeout:
     description:
       - Seconds to wait for O(lock_file).

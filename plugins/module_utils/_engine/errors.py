@@ -59,5 +59,9 @@ class ToolMissingError(EngineError):
     """A required binary (ebtables-restore, iptables-restore, ...) is not installed."""
 
 
+class OwnershipError(EngineError):
+    """A chain we need already exists, and the store's ledger says we did not write it."""
+
+
 class LockError(EngineError):
     """The shared lock could not be taken in time."""

@@ -46,11 +46,15 @@ from .host import runtime as _runtime
 from . import service as _service
 from .host import store as _store
 from .host.runner import HostRunner
+from .language import filter_xml as _filterxml
+from .language.model import domain_key
 
 PROG = "hypervisor-firewall-qemu-hook"
 DEFAULT_HOOK_CONF = "/etc/hypervisor-firewall/hook.conf"
 CONF_ENV = "HYPERVISOR_FIREWALL_HOOK_CONF"
 EXIT_OK, EXIT_FAIL = 0, 1
+# libvirtd's live domain XML, which may carry large <metadata>
+MAX_DOMAIN_XML_BYTES = 64 * 1024 * 1024
 UP_OPS = ("start", "started", "reconnect", "attach")
 PREFLIGHT_OPS = ("prepare", "migrate", "restore")
 DOWN_OPS = ("stopped", "release")
@@ -108,7 +112,35 @@ def fail_open(settings):
 # ---------------------------------------------------------------- what a domain has in the store
 
 def guest_bindings(state, domain):
-    return [b for b in state.bindings.values() if b.portdev is None and b.domain == domain]
+    """The domain's bindings, and entries of the store that no longer parse but are keyed like them."""
+    prefix = domain_key(domain) + "--"
+    return [b for key, b in state.bindings.items()
+            if (b.portdev is None and b.domain == domain) or (isinstance(b, _store.Broken) and key.startswith(prefix))]
+
+
+def has_fixed_bindings(state):
+    return any(b.portdev is not None for b in state.bindings.values())
+
+
+def read_domain_nics(xml):
+    """The NICs of libvirt's live domain XML.  libvirtd wrote it and it may carry megabytes of
+    <metadata>, so the limit here is MAX_DOMAIN_XML_BYTES, not the 1 MiB of user documents."""
+    data = xml.encode("utf-8", "surrogateescape") if isinstance(xml, str) else xml
+    if len(data) > MAX_DOMAIN_XML_BYTES:
+        raise HookError("the domain XML is %d bytes, more than %d" % (len(data), MAX_DOMAIN_XML_BYTES))
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise HookError("the domain XML holds a DOCTYPE or ENTITY declaration")
+    if _filterxml.etree is None:
+        raise HookError("the Python library lxml is required to read the domain XML: install python3-lxml")
+    parser = _filterxml.etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                        remove_comments=True, remove_pis=True)
+    try:
+        root = _filterxml.etree.fromstring(data, parser)
+    except _filterxml.etree.XMLSyntaxError as exc:
+        raise HookError("the domain XML is malformed: %s" % exc) from None
+    if root.tag != "domain":
+        raise HookError("the domain XML has root <%s>, not <domain>" % root.tag)
+    return _guests.domain_nics(root)
 
 
 def concerns(state, domain, nics):
@@ -120,6 +152,8 @@ def concerns(state, domain, nics):
 def preflight(state, domain):
     """Every binding of the domain must resolve on this host (filters defined, variables given)."""
     for binding in guest_bindings(state, domain):
+        if isinstance(binding, _store.Broken):
+            raise StoreError(binding.message, domain=domain)
         _resolve.instantiate(binding, state.filters)
 
 
@@ -172,9 +206,29 @@ def handle(argv, xml, settings, runner):
     if op in DOWN_OPS:
         return converge_domain(settings, _guests.GuestRecord(domain, False), runner)
     if op in UP_OPS:
-        _name, nics = _guests.parse_domain_xml(xml)
+        try:
+            nics = read_domain_nics(xml)
+        except (HookError, EngineError) as exc:
+            return _unreadable_domain(settings, domain, runner, " ".join(str(exc).split()))
         return converge_domain(settings, _guests.GuestRecord(domain, True, nics), runner)
     return []  # an operation this hook has no business with (e.g. one a later libvirt adds)
+
+
+def _unreadable_domain(settings, domain, runner, why):
+    """A domain whose XML we cannot read (too big, a tap name we refuse, ...).  It blocks only a
+    guest that has bindings (fail-closed); for any other guest the hook records nothing, re-applies
+    the fixed-tap bindings when there are any (one of them may be on its taps), and lets it start."""
+    state = _store.load_store(settings["config_dir"])
+    if guest_bindings(state, domain):
+        raise HookError("cannot read the NICs of guest %s, which has bindings here (%s): its NICs would be "
+                        "unfiltered; fix the domain definition" % (domain, why))
+    warnings = ["cannot read the NICs of guest %s (%s): it has no binding here, so it starts; its taps are "
+                "not recorded" % (domain, why)]
+    if has_fixed_bindings(state):
+        outcome = _service.reconcile(settings["config_dir"], lambda s: (s, []), runner, False,
+                                     lock_file=settings["lock_file"], lock_timeout=float(settings["lock_timeout"]))
+        warnings.extend(outcome.warnings)
+    return warnings
 
 
 def _log(lines):

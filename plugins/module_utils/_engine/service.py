@@ -25,6 +25,7 @@ from .nftables import networks as _netfw_nft
 from .nftables.writer import render_table
 from .language import resolve as _resolve
 from .host import runtime as _runtime
+from .host import ledger as _ledger
 from .host import store as _store
 from .xtables.ruleset import TOOL_ORDER, merge_rulesets
 
@@ -67,6 +68,7 @@ def build_desired(state: _store.StoreState, devices=None, skip_unresolvable=Fals
     if links is None and devices is not None:
         links = {dev: None for dev in devices}
     placements, warnings = _guests.place_bindings(state.bindings, runtime or {}, links)
+    _names.check_injective(p.tap for p in placements if p.tap is not None)
     instantiations, memo = [], _resolve.new_memo()
     for placement in placements:
         if placement.tap is None:
@@ -167,18 +169,24 @@ class HostDesired:
     scope: Scope
     backend: str
     warnings: List[str]
+    # the ledger while this run writes (the old one and everything desired), and once it succeeded
+    ledger_during: object = None
+    ledger_after: object = None
 
 
 def desired_for_host(config_dir, state, runner, libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None,
-                     skip_unresolvable=False, resolved=None, fallback=None):
+                     skip_unresolvable=False, resolved=None, fallback=None, owner=None):
     """The whole desired state of a host; shared by reconcile and the re-apply watcher.
 
     With nftables chosen and fallback allowed (``fallback``, else the stored choice), the kernel is
     probed first, and when nftables cannot take the host (a rule it cannot express, a missing
-    kernel feature) the host is compiled for xtables instead, with a warning (see _backend)."""
+    kernel feature) the host is compiled for xtables instead, with a warning (see _backend).
+
+    ``owner``: the store state whose ledger says what is ours in the kernel now (default ``state``;
+    reconcile passes the state before its change)."""
     chosen = _backend.choose(config_dir, backend)
     allowed = _backend.fallback_allowed(config_dir, fallback)
-    args = (config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved)
+    args = (config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved, owner or state)
     try:
         host = _desired_on(chosen, *args)
         if chosen == "nftables" and allowed:
@@ -193,20 +201,55 @@ def desired_for_host(config_dir, state, runner, libvirt_binding_dir=LIBVIRT_BIND
     return host
 
 
-def _desired_on(chosen, config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved):
+def _desired_on(chosen, config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved, owner):
     links, runtime, warnings = host_view(config_dir, state, runner)
     placed, _placement_warnings = _guests.place_bindings(state.bindings, runtime, links)
-    ours = {b.portdev for b in state.bindings.values() if b.portdev} | _guests.placed_taps(placed)
+    ours = _bound_taps(state, placed)
     # a NIC libvirtd filters stays libvirtd's unless our store binds it (takeover)
-    foreign = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir)) - ours
+    libvirt_bound = frozenset(runner.libvirt_bound_devices(libvirt_binding_dir))
+    foreign = libvirt_bound - ours
     nft_out = [] if chosen == "nftables" else None
     desired, build_warnings = build_desired(state, skip_unresolvable=skip_unresolvable, resolved=resolved,
                                             links=links, runtime=runtime, nft_out=nft_out)
-    scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign)
+    nft_tables = nft_out[0].tables if nft_out else {}
+    if owner is state:
+        owner_taps = ours
+    else:  # an entry that no longer parses has no tap to place (require_sound keeps it out of ``state``)
+        sound = {k: b for k, b in owner.bindings.items() if not isinstance(b, _store.Broken)}
+        owner_taps = _bound_taps(owner.with_changes(bindings=sound),
+                                 _guests.place_bindings(sound, runtime, links)[0])
+    during, implied, claims, wanted = ownership(owner.ledger, owner_taps, desired, nft_tables, libvirt_bound & ours)
+    scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign, ledger=during,
+                  implied_devices=implied, adopted_devices=libvirt_bound & ours, claims=claims)
     _refuse_shared_chains(desired, foreign)
     _refuse_drop_with_foreign(state, foreign)
-    return HostDesired(desired, nft_out[0].tables if nft_out else {}, nft_out[0].notes if nft_out else [],
-                       scope, chosen, warnings + build_warnings)
+    return HostDesired(desired, nft_tables, nft_out[0].notes if nft_out else [],
+                       scope, chosen, warnings + build_warnings, ledger_during=during, ledger_after=wanted)
+
+
+def _bound_taps(state, placed):
+    return {b.portdev for b in state.bindings.values() if b.portdev} | _guests.placed_taps(placed)
+
+
+def ownership(old, owner_taps, desired, nft_tables, taken_over):
+    """(ledger while writing, implied devices, claims, ledger once written) of one run.
+
+    ``old`` is the store's ledger, or None for a store kept before the ledger existed: then the
+    chains of the devices it binds (``owner_taps``) are taken as ours, and the ledger is recorded
+    only once the run succeeded.  A per-device chain the run writes for the first time is a claim
+    (see Scope), except on a NIC taken over from libvirtd (``taken_over``), whose chains libvirtd
+    wrote under our names; the global and network chains are libvirt's shared layout, taken over
+    as before.
+    """
+    wanted = _ledger.ledger_of(desired, nft_tables)
+    if old is not None:
+        during, implied = old.union(wanted), None
+        fresh = wanted.chains - old.chains
+    else:
+        during, implied = None, frozenset(owner_taps)
+        fresh = {c for c in wanted.chains if _names.device_of_chain(c[2]) not in implied}
+    claims = frozenset(c for c in fresh if _names.device_of_chain(c[2]) not in (None, *taken_over))
+    return during, implied, claims, wanted
 
 
 def _bridge_nf_warnings(desired, runner):
@@ -230,16 +273,18 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         _store.require_sound(after)
         resolved = {} if check_mode else check_bindings_resolve(after)
         host = desired_for_host(config_dir, after, runner, libvirt_binding_dir, backend,
-                                skip_unresolvable=check_mode, resolved=resolved, fallback=fallback)
+                                skip_unresolvable=check_mode, resolved=resolved, fallback=fallback, owner=before)
         store_changed = before != after
         outcome = Outcome(False, store_changed, False, before=before, after=after,
                           warnings=list(before.warnings) + list(warnings) + _bridge_nf_warnings(host.xtables, runner)
                           + host.warnings)
         outcome.diff.extend(_store.store_diff(before, after))
         writer = None
+        # recorded before written: at every instant the ledger holds everything of ours in the kernel
+        during = after if before.ledger is None else after.with_changes(ledger=host.ledger_during)
         # a format 1 store is replaced by the document on first use, changed or not
-        if (store_changed or before.legacy) and not check_mode:
-            writer = _store.write_changes(config_dir, before, after)
+        if (store_changed or before.legacy or during.ledger != before.ledger) and not check_mode:
+            writer = _store.write_changes(config_dir, before, during)
         try:
             result, nft_result = _backend.converge_both(host.backend, host.xtables, host.nft_tables, runner,
                                                         host.scope, check_mode)
@@ -252,6 +297,8 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
             raise ApplyError("unexpected %s while converging the kernel: %s (a bug: please report it); the "
                              "store was put back, run again to converge" % (type(exc).__name__, exc),
                              store_rolled_back=writer is not None) from exc
+        if not check_mode and during.ledger != host.ledger_after:
+            _store.write_changes(config_dir, during, during.with_changes(ledger=host.ledger_after))
         outcome.rules_changed = result.changed
         outcome.diff.extend(result.diff)
         outcome.payloads = result.payloads
@@ -305,7 +352,7 @@ def gather(runner, state):
     Each chain is a list of {rule, packets, bytes}, read with ``*-save -c`` (a read only: the
     counters are neither zeroed nor written back).
     """
-    scope = Scope(manage_networks=state.manage_networks)
+    scope = Scope(manage_networks=state.manage_networks, ledger=state.ledger)
     by_device, networks = {}, {}
     for tool in TOOL_ORDER:
         counted = parse_counters(tool, runner.save_counters(tool), scope)

@@ -76,7 +76,7 @@ def test_reapply_unit_runs_after_every_firewall_start_restart_and_reload(prefix)
     assert unit["Unit"]["After"][0].split() == ["network-pre.target"] + TRIGGERS
     assert unit["Install"]["WantedBy"][0].split() == ["multi-user.target"] + TRIGGERS
     command = '"%s/sbin/hypervisor-firewall-reapply" --config-dir "/etc/hypervisor-firewall" ' \
-              '--lock-file "/run/lock/hypervisor-firewall.lock" --lock-timeout 30' % prefix
+              '--lock-file "/run/hypervisor-firewall/lock" --lock-timeout 30' % prefix
     assert unit["Service"]["ExecStart"] == [command] and unit["Service"]["ExecReload"] == [command]
 
 

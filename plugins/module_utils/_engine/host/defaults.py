@@ -4,5 +4,6 @@
 """Host paths shared by the modules and the re-apply command (no imports: safe everywhere)."""
 
 DEFAULT_CONFIG_DIR = "/etc/hypervisor-firewall"
-DEFAULT_LOCK_FILE = "/run/lock/hypervisor-firewall.lock"
+# in a directory only root can write (not /run/lock, which every user can): see runner.open_lock
+DEFAULT_LOCK_FILE = "/run/hypervisor-firewall/lock"
 LIBVIRT_BINDING_DIR = "/run/libvirt/nwfilter-binding"

@@ -45,6 +45,15 @@ class Ledger:
         return (family, table) in self.nft_tables
 
 
+def ledger_of(xt_desired, nft_tables=()):
+    """What writing ``xt_desired`` (a Ruleset) and the nftables tables keyed (family, table) puts in the kernel."""
+    chains, hooks = set(), set()
+    for (tool, table), state in xt_desired.items():
+        chains.update((tool, table, name) for name in state.chains)
+        hooks.update((tool, table, builtin, rule) for builtin, rule in state.hooks)
+    return Ledger(frozenset(chains), frozenset(hooks), frozenset((str(f), str(t)) for f, t in nft_tables))
+
+
 def _strings(item, size):
     if not isinstance(item, list) or len(item) != size or not all(isinstance(v, str) for v in item):
         raise ValueError("expected a list of %d strings, got %r" % (size, item))

@@ -17,15 +17,18 @@ hook that kills the process at a chosen tool call or store rename (docs/docsite/
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
 
 from ..errors import ApplyError, LockError, ToolMissingError
+from .defaults import DEFAULT_LOCK_FILE
 
 # tool key -> (save binary, restore binary) of the xtables tools this runner can run
 TOOLS = {
@@ -215,17 +218,46 @@ class Runner:
         )
 
 
+def _check_lock_dir(parent, path):
+    """The lock's directory must be writable by its owner alone, and that owner root or us: in a
+    directory others can write (``/run/lock`` is mode 1777) anyone can create and hold the lock,
+    blocking every writer, or plant a link for root to follow."""
+    info = os.stat(parent)
+    if info.st_uid not in (0, os.geteuid()) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise LockError(
+            "the lock file %s is in %s, which %s can write (mode %o, owner uid %d): anyone there could hold or "
+            "replace the lock; point lock_file at a directory only root can write, such as %s"
+            % (path, parent, "other users" if info.st_mode & stat.S_IWOTH else "its group", stat.S_IMODE(info.st_mode),
+               info.st_uid, os.path.dirname(DEFAULT_LOCK_FILE)), path=path)
+
+
+def open_lock(path):
+    """The lock file's descriptor: created private in a private directory, never through a link,
+    and refused when it belongs to another user."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        _check_lock_dir(parent, path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LockError("the lock file %s is a symbolic link: remove it (the lock is never opened through a link)"
+                            % path, path=path) from None
+        raise LockError("cannot open the lock file %s: %s; point lock_file at a writable path"
+                        % (path, exc.strerror or exc), path=path) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise LockError("the lock file %s is %s owned by uid %d, not a file of uid %d: remove it (another user "
+                        "created it to hold the lock)" % (path, "a file" if stat.S_ISREG(info.st_mode) else "not a file",
+                                                           info.st_uid, os.geteuid()), path=path)
+    return fd
+
+
 @contextlib.contextmanager
 def host_lock(path, timeout=60.0):
     """Exclusive flock on path, held across read, plan and apply (nft variants take no lock)."""
-    parent = os.path.dirname(path)
-    try:
-        if parent:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise LockError("cannot open the lock file %s: %s; point lock_file at a writable path"
-                        % (path, exc.strerror or exc), path=path) from None
+    fd = open_lock(path)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -9,7 +9,7 @@ import re
 
 from ..errors import DeviceNameError
 
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 # libvirt names the taps it creates vnetN: the unbound-tap drop covers exactly those
 TAP_PREFIX = "vnet"
 

@@ -57,9 +57,9 @@ MAX_XML_BYTES = 1024 * 1024
 ACTIONS = ("drop", "reject", "accept", "return", "continue")
 DIRECTIONS = ("in", "out", "inout")
 DEFAULT_RULE_PRIORITY = 500
-_PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.:]+$")
-_INT = re.compile(r"^\s*[-+]?[0-9]+\s*$")
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+\Z")
+_PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.:]+\Z")
+_INT = re.compile(r"^\s*[-+]?[0-9]+\s*\Z")
 
 
 class _Notes:
@@ -125,7 +125,7 @@ def _check_attrs(node, known, where, notes):
 
 def _canonical_uuid(value, where):
     text = str(value).strip()
-    if not re.match(r"^[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}$", text):
+    if not re.match(r"^[0-9A-Fa-f]{8}-?([0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\Z", text):
         raise FilterXMLError("%s: malformed uuid %r (expected 8-4-4-4-12 hex digits)"
                              % (where, value), uuid=value)
     return str(uuidlib.UUID(text.replace("-", "")))

@@ -35,7 +35,7 @@ MAX_XML = 256 * 1024
 # never masqueraded: link-local multicast (both families) and the limited broadcast (IPv4)
 MULTICAST = {"ip4": "224.0.0.0/24", "ip6": "ff02::/16"}
 BROADCAST = "255.255.255.255/32"
-_NAME_RE = re.compile(r"^[^/\x00-\x1f\x7f]{1,255}$")
+_NAME_RE = re.compile(r"^[^/\x00-\x1f\x7f]{1,255}\Z")
 _OPTIONS = ("name", "bridge", "mode", "ipv4", "ipv6", "forward_dev", "dhcp", "dns", "tftp",
             "nat_ports", "nat_address", "nat_ipv6")
 _BOOL_DEFAULTS = {"dhcp": False, "dns": True, "tftp": False, "nat_ipv6": False}

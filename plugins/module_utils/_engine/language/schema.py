@@ -179,12 +179,12 @@ _TCP_ALL = 0x3F
 MAX_COMMENT_BYTES = 255
 MAX_IPSET_NAME_LEN = 31
 
-_CHAIN_CHARS = re.compile(r"^[A-Za-z0-9_.:-]+$")
-_IPSET_CHARS = re.compile(r"^[A-Za-z0-9_.:+ -]+$")
+_CHAIN_CHARS = re.compile(r"^[A-Za-z0-9_.:-]+\Z")
+_IPSET_CHARS = re.compile(r"^[A-Za-z0-9_.:+ -]+\Z")
 # libvirt (virNWFilterVarAccessParse) allows blanks inside the brackets and after them
-_VAR_REF = re.compile(r"^\$([A-Za-z0-9_]+)(?:\[[ \t\r\n]*(@?)[ \t\r\n]*([0-9]+)[ \t\r\n]*\][ \t\r\n]*)?$")
+_VAR_REF = re.compile(r"^\$([A-Za-z0-9_]+)(?:\[[ \t\r\n]*(@?)[ \t\r\n]*([0-9]+)[ \t\r\n]*\][ \t\r\n]*)?\Z")
 MAX_ITERATOR_ID = 1000  # libvirt's VIR_NWFILTER_MAX_ITERID
-_MAC = re.compile(r"^[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}$")
+_MAC = re.compile(r"^[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2}){5}\Z")
 
 
 def is_l2(protocol):
@@ -306,9 +306,9 @@ def _bad(protocol, attr, value, expected):
 
 def _number(protocol, attr, value, low, high, hex_ok=True):
     text = value.strip()
-    if re.match(r"^[0-9]+$", text):
+    if re.match(r"^[0-9]+\Z", text):
         number = int(text, 10)
-    elif hex_ok and re.match(r"^0[xX][0-9A-Fa-f]+$", text):
+    elif hex_ok and re.match(r"^0[xX][0-9A-Fa-f]+\Z", text):
         number = int(text, 16)
     else:
         raise _bad(protocol, attr, value, "not a number (expected decimal%s in %d-%d)"
@@ -375,7 +375,7 @@ def _ethertype(minimum):
         name = value.strip().lower()
         if name in _ETHERTYPES:
             return str(_ETHERTYPES[name])
-        if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)$", value.strip()):
+        if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)\Z", value.strip()):
             raise _bad(protocol, attr, value, "not an ethertype (expected one of %s or a "
                        "number 0x%x-0xffff)" % (", ".join(_ETHERTYPES), minimum))
         return str(_number(protocol, attr, value, minimum, 0xFFFF))
@@ -386,7 +386,7 @@ def _arp_opcode(protocol, attr, value):
     lowered = {name.lower(): index + 1 for index, name in enumerate(ARP_OPCODES)}
     if value.strip().lower() in lowered:
         return str(lowered[value.strip().lower()])
-    if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)$", value.strip()):
+    if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)\Z", value.strip()):
         raise _bad(protocol, attr, value, "not an ARP opcode (expected one of %s or a number)"
                    % ", ".join(ARP_OPCODES))
     return str(_number(protocol, attr, value, 0, 0xFFFF))
@@ -396,7 +396,7 @@ def _ip_protocol(protocol, attr, value):
     name = value.strip().lower()
     if name in IP_PROTOCOL_NUMBERS:
         return name
-    if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)$", name):
+    if not re.match(r"^(0[xX][0-9A-Fa-f]+|[0-9]+)\Z", name):
         raise _bad(protocol, attr, value, "not an IP protocol (expected one of %s or 0-255)"
                    % ", ".join(IP_PROTOCOL_NUMBERS))
     number = _number(protocol, attr, value, 0, 255)

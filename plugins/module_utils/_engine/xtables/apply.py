@@ -255,6 +255,7 @@ def converge(desired, runner, scope: Optional[Scope] = None, check_mode=False):
     for tool in TOOL_ORDER:
         runner.which(tool)
     snapshot, positions = read_live(runner, scope)
+    scope = scope.unclaimed()  # the chains it claims exist from now on because we write them
     the_plan = plan(desired, snapshot, positions)
     result = Result(
         changed=not the_plan.is_empty(), diff=the_plan.diff(),

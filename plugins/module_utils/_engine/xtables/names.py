@@ -33,8 +33,8 @@ UNBOUND_TAP_DROP = "-i %s+ -j DROP" % TAP_PREFIX
 FIXED_HOOKS = frozenset({("eb", "nat", "PREROUTING", UNBOUND_TAP_DROP)})
 
 _OWNED = {
-    "eb": re.compile(r"^(libvirt-[IOJP]-[A-Za-z0-9_.-]{1,15}|[IOJP]-[A-Za-z0-9_.-]{1,15}-[A-Za-z0-9_.:-]{1,12})$"),
-    "ip": re.compile(r"^(F[IOJP]-[A-Za-z0-9_.-]{1,15}|H[IJ]-[A-Za-z0-9_.-]{1,15}|libvirt-(in|out|in-post|host-in))$"),
+    "eb": re.compile(r"^(libvirt-[IOJP]-[A-Za-z0-9_.-]{1,15}|[IOJP]-[A-Za-z0-9_.-]{1,15}-[A-Za-z0-9_.:-]{1,12})\Z"),
+    "ip": re.compile(r"^(F[IOJP]-[A-Za-z0-9_.-]{1,15}|H[IJ]-[A-Za-z0-9_.-]{1,15}|libvirt-(in|out|in-post|host-in))\Z"),
 }
 
 
@@ -62,6 +62,22 @@ def ipt_nic(kind, dev, tool="ip4"):
     return _checked(tool, "%s-%s" % (kind, check_device(dev)))
 
 
+def check_injective(devices):
+    """Refuse a set of bound taps that would share chain names.
+
+    ebtables sub-chains are ``I-DEV-SUFFIX``: taps ``gw`` and ``gw-arp`` both give ``I-gw-arp-mac``.
+    ``D1-S1 == D2-S2`` with ``D1`` shorter needs ``D2`` to start with ``D1 + '-'``, so refusing exactly
+    those pairs makes every name (root, sub-chain, iptables chain) belong to one tap."""
+    present = set(devices)
+    for dev in sorted(present):
+        for cut, char in enumerate(dev):
+            if char == "-" and dev[:cut] in present:
+                raise DeviceNameError(
+                    "taps '%s' and '%s' would share ebtables chain names (e.g. I-%s-...): rename one of them; "
+                    "a bound tap's name must not be another bound tap's name followed by '-'" % (dev[:cut], dev, dev),
+                    devices=[dev[:cut], dev])
+
+
 def is_owned_chain(tool, table, name, manage_networks=True):
     """True for a chain we own.  Network chains count only where the host store manages networks."""
     if tool == "eb":
@@ -77,10 +93,10 @@ def is_owned_chain(tool, table, name, manage_networks=True):
 
 def device_of_chain(name):
     """The NIC a per-NIC chain belongs to, or None for global chains."""
-    match = re.match(r"^(?:libvirt-[IOJP]-|F[IOJP]-|H[IJ]-)([A-Za-z0-9_.-]+)$", name)
+    match = re.match(r"^(?:libvirt-[IOJP]-|F[IOJP]-|H[IJ]-)([A-Za-z0-9_.-]+)\Z", name)
     if match:
         return match.group(1)
-    match = re.match(r"^[IOJP]-([A-Za-z0-9_.-]{1,15}?)-(?:mac|vlan|stp|arp|rarp|ipv4|ipv6)[A-Za-z0-9_.:-]*$", name)
+    match = re.match(r"^[IOJP]-([A-Za-z0-9_.-]{1,15}?)-(?:mac|vlan|stp|arp|rarp|ipv4|ipv6)[A-Za-z0-9_.:-]*\Z", name)
     return match.group(1) if match else None
 
 

@@ -57,7 +57,7 @@ _MAC_NAMES = {
 
 TCP_FLAG_BITS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10), ("URG", 0x20))
 
-_NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+$")
+_NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def ethertype(value):

@@ -12,10 +12,10 @@ compiler's output, written in the tool's printed form, compares equal to what th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import SaveParseError
+from ..errors import OwnershipError, SaveParseError
 from .names import device_of_chain, is_fixed_hook, is_owned_chain
 from .ruleset import Chain, Ruleset, TableState, is_builtin_chain
 from ..host.runner import TOOLS
@@ -34,10 +34,33 @@ HookPositions = Dict[Tuple[str, str, str], Tuple[int, ...]]
 
 @dataclass(frozen=True)
 class Scope:
-    """What this host store owns: network chains or not, and NICs that belong to someone else."""
+    """What this host store owns: network chains or not, and NICs that belong to someone else.
+
+    Ownership is what the store recorded writing (``ledger``, a host.ledger.Ledger): a chain named
+    like ours that is not recorded is someone else's and is neither changed nor removed.  A store
+    kept before the ledger existed has none; then the chains of ``implied_devices`` (the devices its
+    bindings put chains on) are ours, and the global and network chains as before.  Without either,
+    every chain with one of our names is ours (rendering, parsing fixtures).
+
+    ``adopted_devices``: NICs explicitly taken over from libvirtd (bound here while libvirtd's binding
+    files still name them): their chains are ours by name, so libvirtd's leftovers on them go.
+
+    ``claims``: (tool, table, chain) of per-device chains a run writes for the first time; they are
+    ours.  One that already exists before the run wrote anything was written by someone else: the
+    run's first read raises OwnershipError naming it and the fix (``unclaimed()`` is the scope for
+    the reads after that one, when the run's own writes may have created them).
+    """
 
     manage_networks: bool = True
     foreign_devices: frozenset = frozenset()
+    ledger: object = None
+    implied_devices: Optional[frozenset] = None
+    adopted_devices: frozenset = frozenset()
+    claims: frozenset = frozenset()
+    claims_checked: bool = False
+
+    def unclaimed(self):
+        return replace(self, claims_checked=True)
 
 
 @dataclass
@@ -186,7 +209,31 @@ def _parse_tables(tool, text):
 def _ours(tool, table, chain, scope):
     if is_builtin_chain(tool, table, chain) or not is_owned_chain(tool, table, chain, scope.manage_networks):
         return False
-    return device_of_chain(chain) not in scope.foreign_devices
+    device = device_of_chain(chain)
+    if device in scope.foreign_devices:
+        return False
+    if (tool, table, chain) in scope.claims:
+        if scope.claims_checked:
+            return True
+        raise OwnershipError(
+            "%s chain %s (table %s) already exists, but this collection did not write it (it is not in the "
+            "store's ledger), and the binding of %s needs that name: rename or remove that chain and the rules "
+            "that jump to it, or bind a device with another name" % (TOOLS[tool][0].split("-")[0], chain, table,
+                                                                     device),
+            chain=chain, table=table, tool=tool, device=device)
+    if device is not None and device in scope.adopted_devices:
+        return True
+    if scope.ledger is not None:
+        return scope.ledger.has_chain(tool, table, chain)
+    if scope.implied_devices is not None and device is not None:
+        return device in scope.implied_devices
+    return True
+
+
+def _our_fixed_hook(tool, table, chain, rule, scope):
+    if not is_fixed_hook(tool, table, chain, rule):
+        return False
+    return scope.ledger is None or scope.ledger.has_hook(tool, table, chain, rule)
 
 
 def _owned_state(tool, parsed, scope, positions):
@@ -198,7 +245,7 @@ def _owned_state(tool, parsed, scope, positions):
             rules[chain].append(rule)
         elif is_builtin_chain(tool, parsed.name, chain):
             seen[chain] = seen.get(chain, 0) + 1
-            if jump_target(rule) in rules or is_fixed_hook(tool, parsed.name, chain, rule):
+            if jump_target(rule) in rules or _our_fixed_hook(tool, parsed.name, chain, rule, scope):
                 hooks.append((chain, rule))
                 key = (tool, parsed.name, chain)
                 positions[key] = positions.get(key, ()) + (seen[chain],)

@@ -20,6 +20,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runner as _runner
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import NWF_GLOBAL
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import (
@@ -226,8 +227,12 @@ def test_a_half_done_apply_is_converged_by_the_next_writer(world):
         assert host.sims[tool].restore(make.payload(tool))[0] == 0
     assert_never_open([host.dumps()], old, filters_of(probe.dumps(), (TAP,)))
     assert host.dumps() != probe.dumps()
+    # the store as the killed run left it: the new objects, and a ledger of the old and new chains
+    recorded = _store.load_store(os.path.join(root, "store")).ledger
     H.shutil.rmtree(os.path.join(root, "store"))
     H.shutil.copytree(os.path.join(other, "store"), os.path.join(root, "store"))
+    killed = _store.load_store(os.path.join(root, "store"))
+    _store.write_changes(os.path.join(root, "store"), killed, killed.with_changes(ledger=recorded.union(killed.ledger)))
     result = bind(root, host, "hfw-ip-only")
     assert result["changed"] and host.dumps() == probe.dumps()
     assert not bind(root, host, "hfw-ip-only")["changed"]
