@@ -9,9 +9,11 @@ stay byte-identical through every operation; binding the tap whose chain name a 
 is refused, naming it.
 """
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -114,3 +116,67 @@ def test_foreign_lookalikes_stay_byte_identical_and_a_needed_name_is_refused(hos
     assert "HI-ssh" in err.value.msg and "rename or remove that chain" in err.value.msg
     assert lookalike_lines(runner) == before
     assert "ssh" not in _store.load_store(os.path.join(work, "store")).bindings
+
+
+KILLED_BIND = """
+import json, sys
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
+params, prefix = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+actions.guest_nic_filter(params, False, HostRunner(prefix=prefix))
+"""
+OUR_CHAIN_PREFIXES = ("libvirt-I-", "libvirt-O-", "I-vnet", "O-vnet", "FI-vnet", "FO-vnet", "HI-vnet", "libvirt-in",
+                      "libvirt-out", "libvirt-host-in")
+
+
+def live_chains(runner):
+    """(tool, table, chain) of every declared chain named like ours, lookalikes excluded."""
+    found = set()
+    for tool in TOOL_ORDER:
+        _rc, out, _err = runner.run([TOOLS[tool][0]])
+        table = None
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:].strip()
+            elif line.startswith(":") and line[1:].split()[0].startswith(OUR_CHAIN_PREFIXES):
+                name = line[1:].split()[0]
+                if name not in LOOKALIKES:
+                    found.add((tool, table, name))
+    return found
+
+
+def test_a_kill_at_any_point_leaves_everything_of_ours_recorded_and_the_next_run_converges(host):
+    runner, work = host
+    for name in sorted(os.listdir(FILTER_DIR)):
+        with open(os.path.join(FILTER_DIR, name), encoding="utf-8") as handle:
+            define(work, runner, handle.read())
+    define(work, runner, L3_FILTER)
+    start = nic(work, bindings=[binding("vnet0", 10)], exclusive=True)
+    move = nic(work, bindings=[dict(binding("vnet0", 10), filter="clean-traffic"), binding("vnet1", 11)], exclusive=True)
+    _actions.guest_nic_filter(start, False, runner)
+    before = lookalike_lines(runner)
+    env = dict(os.environ, PYTHONPATH=_store.__file__.split(os.sep + "ansible_collections" + os.sep)[0])
+    log = os.path.join(work, "faults")
+    counted = subprocess.run([sys.executable, "-c", KILLED_BIND, json.dumps(move), json.dumps(runner.prefix)],
+                             env=dict(env, HFW_TEST_FAULT_LOG=log), capture_output=True, text=True, check=False)
+    assert counted.returncode == 0, counted.stderr
+    with open(log, encoding="utf-8") as handle:
+        points = [line.split(" ", 2) for line in handle.read().splitlines()]
+    renames = [n for n, kind, _detail in points if kind == "rename"]
+    assert len(renames) == 2, "one commit before the apply, one that shrinks the ledger after it: %s" % points
+    # the points that change something: every store rename and every restore (the reads change nothing)
+    changing = [n for n, kind, detail in points if kind == "rename" or detail.endswith("-restore")]
+    assert len(changing) >= 4, points
+    _actions.guest_nic_filter(start, False, runner)
+    for number in changing:
+        killed = subprocess.run([sys.executable, "-c", KILLED_BIND, json.dumps(move), json.dumps(runner.prefix)],
+                                env=dict(env, HFW_TEST_KILL_AT=number), capture_output=True, text=True, check=False)
+        assert killed.returncode == -9, (number, killed.stderr)
+        ledger = _store.load_store(os.path.join(work, "store")).ledger
+        assert live_chains(runner) <= ledger.chains, "killed at point %s: a chain of ours is not recorded" % number
+        assert lookalike_lines(runner) == before
+        _actions.guest_nic_filter(move, False, runner)
+        assert not _actions.guest_nic_filter(move, False, runner)["changed"], number
+        assert live_chains(runner) == _store.load_store(os.path.join(work, "store")).ledger.chains
+        _actions.guest_nic_filter(start, False, runner)
+    assert lookalike_lines(runner) == before
