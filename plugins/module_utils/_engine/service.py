@@ -220,7 +220,8 @@ def _desired_on(chosen, config_dir, state, runner, libvirt_binding_dir, skip_unr
                                  _guests.place_bindings(sound, runtime, links)[0])
     during, implied, claims, wanted = ownership(owner.ledger, owner_taps, desired, nft_tables, libvirt_bound & ours)
     scope = Scope(manage_networks=state.manage_networks, foreign_devices=foreign, ledger=during,
-                  implied_devices=implied, adopted_devices=libvirt_bound & ours, claims=claims)
+                  implied_devices=implied, adopted_devices=libvirt_bound & ours, claims=claims,
+                  wanted=wanted.chains)
     _refuse_shared_chains(desired, foreign)
     _refuse_drop_with_foreign(state, foreign)
     return HostDesired(desired, nft_tables, nft_out[0].notes if nft_out else [],

@@ -42,6 +42,10 @@ class Scope:
     bindings put chains on) are ours, and the global and network chains as before.  Without either,
     every chain with one of our names is ours (rendering, parsing fixtures).
 
+    ``wanted``: the chains the run writes.  An owned chain it no longer wants that another tool's
+    chain jumps to (``DOCKER-USER -j FI-trusted``) is handed over: left as it is, with every stale chain
+    it jumps to, since the kernel would refuse to delete it and the other tool relies on it.
+
     ``adopted_devices``: NICs explicitly taken over from libvirtd (bound here while libvirtd's binding
     files still name them): their chains are ours by name, so libvirtd's leftovers on them go.
 
@@ -58,6 +62,8 @@ class Scope:
     adopted_devices: frozenset = frozenset()
     claims: frozenset = frozenset()
     claims_checked: bool = False
+    # (tool, table, chain) the run wants; None: no judgement (an owned chain is ours whatever it is)
+    wanted: Optional[frozenset] = None
 
     def unclaimed(self):
         return replace(self, claims_checked=True)
@@ -236,8 +242,33 @@ def _our_fixed_hook(tool, table, chain, rule, scope):
     return scope.ledger is None or scope.ledger.has_hook(tool, table, chain, rule)
 
 
+def _handed_over(tool, parsed, owned, scope):
+    """Stale owned chains a foreign chain jumps to, and the stale chains they jump to in turn."""
+    if scope.wanted is None:
+        return set()
+    stale = {c for c in owned if (tool, parsed.name, c) not in scope.wanted}
+    if not stale:
+        return set()
+    owned_set, targets = set(owned), {}
+    for chain, rule in parsed.rules:
+        target = jump_target(rule)
+        if target in stale:
+            targets.setdefault(chain, set()).add(target)
+    handed = set()
+    for chain, jumped in targets.items():
+        if chain not in owned_set and not is_builtin_chain(tool, parsed.name, chain):
+            handed |= jumped
+    frontier = set(handed)
+    while frontier:
+        frontier = {t for c in frontier for t in targets.get(c, ())} - handed
+        handed |= frontier
+    return handed
+
+
 def _owned_state(tool, parsed, scope, positions):
     owned = [c for c in parsed.policies if _ours(tool, parsed.name, c, scope)]
+    handed = _handed_over(tool, parsed, owned, scope)
+    owned = [c for c in owned if c not in handed]
     rules = {c: [] for c in owned}
     hooks, seen = [], {}
     for chain, rule in parsed.rules:

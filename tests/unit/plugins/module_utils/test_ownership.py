@@ -111,3 +111,22 @@ def test_a_store_without_ledger_owns_what_its_bindings_imply_and_records_it(tmp_
     assert not _actions.guest_nic_filter(H.nic_params(root, bindings=[dict(
         portdev="vnet0", mac="52:54:00:00:00:10", filter="clean-traffic", parameters={"IP": "192.0.2.10"})]),
         False, host)["changed"]
+
+
+def test_a_stale_chain_of_ours_another_tool_jumps_to_is_handed_over_not_a_failure_for_ever(tmp_path):
+    root, host = str(tmp_path), H.FakeHost(devices=DEVICES + ("trusted",))
+    H.populate(root, host)
+    trusted = dict(portdev="trusted", mac="52:54:00:00:00:50", filter="web-in", parameters={"IP": "192.0.2.50"})
+    _actions.guest_nic_filter(H.nic_params(root, bindings=[trusted]), False, host)
+    assert _store.load_store(os.path.join(root, "store")).ledger.has_chain("ip4", "filter", "FI-trusted")
+    # docker starts using our chain
+    rc, _out, err = host.sims["ip4"].restore("*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j FI-trusted\nCOMMIT\n")
+    assert rc == 0, err
+    kept = [line for line in host.dumps()["ip4"].splitlines() if "FI-trusted" in line and "libvirt" not in line]
+    _actions.guest_nic_filter(H.nic_params(root, state="absent", portdev="trusted"), False, host)
+    assert [line for line in host.dumps()["ip4"].splitlines() if "FI-trusted" in line] == kept
+    assert not _store.load_store(os.path.join(root, "store")).ledger.has_chain("ip4", "filter", "FI-trusted")
+    # every later run goes through, and the chain is the other tool's from now on
+    assert not _actions.guest_nic_filter(H.nic_params(root, state="absent", portdev="trusted"), False, host)["changed"]
+    _actions.nwfilter(H.filter_params(root, xml="<filter name='later' chain='root'/>"), False, host)
+    assert [line for line in host.dumps()["ip4"].splitlines() if "FI-trusted" in line] == kept
