@@ -53,8 +53,9 @@ def test_arp_hardware_and_protocol_types():
 
 
 def test_stp_bpdus_follow_802_1d():
-    config = scapy.Dot3(FF.stp_bpdu(G0_MAC, MARK, root_priority=4096, root_mac="52:54:00:aa:00:01",
-                                     sender_mac="52:54:00:aa:12:34", port=0x8002, max_age=20))
+    frame = FF.stp_bpdu(G0_MAC, MARK, root_priority=4096, root_mac="52:54:00:aa:00:01",
+                        sender_mac="52:54:00:aa:12:34", port=0x8002, max_age=20)
+    config = scapy.Dot3(frame)
     stp = config[scapy.STP]
     assert config.dst == FF.STP_DST and config[scapy.LLC].dsap == 0x42 and stp.bpdutype == 0
     assert (stp.rootid, stp.rootmac, stp.bridgemac, stp.portid, stp.maxage) == (

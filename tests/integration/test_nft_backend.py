@@ -148,8 +148,8 @@ def test_rules_are_shared_and_drift_is_healed(host):
     assert not host.bind("clean-traffic", "nftables").changed
 
 
-GARP_GUARD = "<filter name='hfw-garp-guard'><filterref filter='no-mac-spoofing'/>" \
-            "<rule action='drop' direction='out'><arp gratuitous='true'/></rule></filter>"
+GARP_GUARD = ("<filter name='hfw-garp-guard'><filterref filter='no-mac-spoofing'/>"
+              "<rule action='drop' direction='out'><arp gratuitous='true'/></rule></filter>")
 
 
 def test_fallback_filters_with_xtables_while_nftables_cannot_and_warns_every_run(host):
@@ -176,8 +176,6 @@ def test_switching_back_to_xtables_removes_the_nft_table(host):
     host.bind("clean-traffic", "nftables")
     host.bind("clean-traffic", "xtables")
     assert "hfw_nwfilter" not in host.nft_tables() and host.xt_nic_chains()
-
-
 
 
 @pytest.fixture(scope="module")

@@ -234,10 +234,10 @@ def _features():
         _p("udp-41201", "out", _udp6(41201), yes, "port 41201"),
         _p("masked-src", "out", _udp6(41201, src_ip="fd00:100::25"), no, "::25 is in ::20/124"),
     ])
-    add("hfwf-ip-ranges", "ip ranges",
-        _drop("out", "<udp dstipfrom='192.168.100.11' dstipto='192.168.100.12' dstportstart='41300'/>")
-        + _drop("out", "<all srcipfrom='192.168.100.20' srcipto='192.168.100.30'/>")
-        + _drop("out", "<udp-ipv6 dstipfrom='fd00:100::11' dstipto='fd00:100::12' dstportstart='41301'/>"), [
+    body = (_drop("out", "<udp dstipfrom='192.168.100.11' dstipto='192.168.100.12' dstportstart='41300'/>")
+            + _drop("out", "<all srcipfrom='192.168.100.20' srcipto='192.168.100.30'/>")
+            + _drop("out", "<udp-ipv6 dstipfrom='fd00:100::11' dstipto='fd00:100::12' dstportstart='41301'/>"))
+    add("hfwf-ip-ranges", "ip ranges", body, [
         _p("dst-in-range", "out", _udp(41300), no, ".11 in .11-.12, port 41300"),
         _p("dst-other-port", "out", _udp(41302), yes, "port 41302"),
         _p("src-in-range", "out", _udp(41302, src_ip="192.168.100.25"), no, ".25 in .20-.30"),
@@ -307,24 +307,24 @@ def _features():
         _p("ethertype-0x0835", "out", _ethertype(0x0835), no, "commented mac rule"),
     ])
     udp = "<ip protocol='udp' dstportstart='%d'%s/>"
-    add("hfwf-prio", "priorities",
-        "<rule action='accept' direction='out' priority='10'>%s</rule>" % (udp % (41800, ""))
-        + _drop("out", udp % (41800, " dstportend='41801'"), priority=5)
-        + "<filterref filter='hfwf-prio-sub'/>"
-        + _drop("out", udp % (41803, ""), priority=-800)
-        + _drop("out", udp % (41804, ""), priority=0), [
-        _p("udp-41800", "out", _udp(41800), no, "the ipv4 chain returns it; the drop at priority 5 precedes the "
-                                                "accept at 10"),
+    body = ("<rule action='accept' direction='out' priority='10'>%s</rule>" % (udp % (41800, ""))
+            + _drop("out", udp % (41800, " dstportend='41801'"), priority=5)
+            + "<filterref filter='hfwf-prio-sub'/>"
+            + _drop("out", udp % (41803, ""), priority=-800)
+            + _drop("out", udp % (41804, ""), priority=0))
+    add("hfwf-prio", "priorities", body, [
+        _p("udp-41800", "out", _udp(41800), no,
+           "the ipv4 chain returns it; the drop at priority 5 precedes the accept at 10"),
         _p("udp-41801", "out", _udp(41801), no, "returned by the ipv4 chain, then the drop at priority 5"),
         _p("udp-41802", "out", _udp(41802), yes, "returned by the ipv4 chain, then no rule"),
         _p("udp-41803", "out", _udp(41803), no, "the root drop at -800 precedes the ipv4 chain (-700)"),
-        _p("udp-41804", "out", _udp(41804), yes, "falls off the end of the ipv4 chain, which accepts (as "
-                                                "libvirt's ebtables chains do) before the root drop at 0"),
+        _p("udp-41804", "out", _udp(41804), yes,
+           "falls off the end of the ipv4 chain, which accepts (as libvirt's ebtables chains do) before the root drop at 0"),
     ], extra=[_filter("hfwf-prio-sub", "<rule action='return' direction='out'>%s</rule>"
                       % (udp % (41800, " dstportend='41802'")), chain="ipv4")], chain="root")
-    add("hfwf-dag", "filterref DAG with parameters",
-        "<filterref filter='hfwf-dag-b'><parameter name='PORT' value='41900'/></filterref>"
-        "<filterref filter='hfwf-dag-c'><parameter name='PORT' value='41901'/></filterref>", [
+    body = ("<filterref filter='hfwf-dag-b'><parameter name='PORT' value='41900'/></filterref>"
+            "<filterref filter='hfwf-dag-c'><parameter name='PORT' value='41901'/></filterref>")
+    add("hfwf-dag", "filterref DAG with parameters", body, [
         _p("via-b", "out", _udp(41900), no, "b passes PORT=41900 to d"),
         _p("via-c", "out", _udp(41901), no, "c passes its caller's PORT=41901 to d (the caller wins)"),
         _p("c-own-value", "out", _udp(41902), yes, "c's own PORT=41902 is overridden"),
@@ -333,9 +333,9 @@ def _features():
               _filter("hfwf-dag-c", "<filterref filter='hfwf-dag-d'><parameter name='PORT' value='41902'/>"
                                     "</filterref>"),
               _filter("hfwf-dag-d", _drop("out", "<udp dstportstart='$PORT'/>"))])
-    add("hfwf-iterators", "iterators",
-        _drop("out", "<udp dstipaddr='$DST[@1]' dstportstart='$PORTS[@2]'/>")
-        + _drop("out", "<udp dstportstart='$P1' srcportstart='$P2'/>"), [
+    body = (_drop("out", "<udp dstipaddr='$DST[@1]' dstportstart='$PORTS[@2]'/>")
+            + _drop("out", "<udp dstportstart='$P1' srcportstart='$P2'/>"))
+    add("hfwf-iterators", "iterators", body, [
         _p("dst-port-0", "out", _udp(42000), no, "(.11, 42000) is in DST x PORTS"),
         _p("dst-port-1", "out", _udp(42001), no, "(.11, 42001) is in DST x PORTS"),
         _p("dst-port-2", "out", _udp(42002), yes, "42002 is not in PORTS"),
@@ -344,8 +344,8 @@ def _features():
         _p("crossed", "out", _udp(42010, sport=40011), yes, "P1 and P2 walk in step: (42010, 40011) is no pair"),
     ], parameters=(("DST", "192.168.100.11"), ("DST", G1_SECOND_IP), ("PORTS", "42000"), ("PORTS", "42001"),
                    ("P1", "42010"), ("P1", "42011"), ("P2", "40010"), ("P2", "40011")))
-    add("hfwf-l3-srcmac", "srcmacaddr on layer 3",
-        _drop("out", "<udp srcmacaddr='%s' dstportstart='42100'/>" % SPOOF_MAC), [
+    body = _drop("out", "<udp srcmacaddr='%s' dstportstart='42100'/>" % SPOOF_MAC)
+    add("hfwf-l3-srcmac", "srcmacaddr on layer 3", body, [
         _p("spoofed-mac", "out", _udp(42100, src_mac=SPOOF_MAC), no, "source MAC and port match"),
         _p("own-mac", "out", _udp(42100), yes, "the guest's own MAC"),
         _p("spoofed-other-port", "out", _udp(42101, src_mac=SPOOF_MAC), yes, "port 42101"),

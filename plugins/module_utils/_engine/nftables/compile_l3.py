@@ -155,8 +155,9 @@ def _rule_items(rule, tool, d_in, state, def_match, accept, may_skip_icmp):
             raise _unsupported(rule, what)
     version, fam = (6, "ip6") if tool == "ip6" else (4, "ip")
     addrs = _addrs(rule, d_in, fam, version)
-    extra = _ranges(rule, d_in, fam) + ([M.dscp(fam, rule.val("dscp"), rule.negated("dscp"))]
-                                         if rule.has("dscp") else [])
+    extra = _ranges(rule, d_in, fam)
+    if rule.has("dscp"):
+        extra.append(M.dscp(fam, rule.val("dscp"), rule.negated("dscp")))
     proto = _proto_opts(rule, base, d_in)
     mac = []
     if rule.has("srcmacaddr"):
