@@ -13,12 +13,13 @@ backend; the whole file takes about a minute on two cores.
 
 import os
 import shutil
+import socket
 
 import pytest
 
 from lab import Lab
 from lab.features import FEATURES, expected, format_verdicts, run_feature
-from lab.netns import write_sysctl
+from lab.netns import in_netns, tcp_listener, write_sysctl
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
@@ -108,3 +109,23 @@ def _apply_and_check(host, feat, backend, want):
     got = run_feature(host.lab, feat)
     assert got == want, "%s with %s:\n%s" % (feat.name, backend, format_verdicts(feat, got))
     assert not host.bind(feat, backend).changed
+
+
+def test_live_connlimit_counts_are_not_drift(host):
+    """The kernel lists a connlimit set's counted connections as elements; a re-run while a
+    connection is open must still find nothing to change (and must not reset the counts)."""
+    feat = next(f for f in FEATURES if f.name == "hfwf-connlimit")
+    host.bind(feat, "nftables")
+    g0, g1 = host.lab.guests
+    listener = tcp_listener(host.lab.ns("g1"), 41600)
+    with in_netns(g0.ns):
+        conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect((g1.ipv4, 41600))
+        listed = host.lab.exec("hv", ["nft", "list", "table", "inet", "hfw_nwfilter"]).stdout
+        assert "%s ct count over 1" % g0.ipv4 in listed  # the open connection is counted
+        assert not host.bind(feat, "nftables").changed
+    finally:
+        conn.close()
+        listener.close()
