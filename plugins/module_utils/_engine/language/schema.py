@@ -486,7 +486,8 @@ _CANON = {
     UINT32: _uint(0xFFFFFFFF),
     PORT: _uint(0xFFFF),
     DSCP: _uint(63),
-    VLAN_ID: _uint(4095),
+    # libvirt accepts 4095, but it is 802.1Q's reserved id and ebtables refuses it at apply time
+    VLAN_ID: _uint(4094),
     MAC_PROTOCOLID: _ethertype(0x600),
     VLAN_ENCAP: _ethertype(0x3C),
     ARP_OPCODE: _arp_opcode,

@@ -194,9 +194,15 @@ def converge(desired, runner, check_mode=False, tables=OWNED_TABLES) -> NftResul
                          rc=rc, stderr=err, payload=result.payload)
     rest = plan(desired, read_live(runner, tables), tables)
     if not rest.is_empty():
+        # the store keeps its old state on any error: put the tables back too, so both agree
+        back = NftPlan({key: live.get(key, "") for key in the_plan.changes})
+        rc, _out, err = runner.nft(["-f", "-"], data=back.payload())
+        outcome = ("the tables were rolled back to their state from before this run, like the store" if rc == 0
+                   else "the rollback failed (rc %d: %s): the kernel may differ from the store, run again"
+                   % (rc, err.strip()))
         raise ConvergeError(
             "the nftables rules were applied but read back differently: this is a bug in the nft "
-            "compiler; tables: %s" % ", ".join("%s %s" % key for key in rest.changes),
-            diff=rest.diff(),
+            "compiler; %s; tables: %s" % (outcome, ", ".join("%s %s" % key for key in rest.changes)),
+            diff=rest.diff(), rolled_back=rc == 0,
         )
     return result

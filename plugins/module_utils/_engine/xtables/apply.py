@@ -266,10 +266,17 @@ def converge(desired, runner, scope: Optional[Scope] = None, check_mode=False):
         live, positions = read_live(runner, scope)
         rest = plan(desired, live, positions)
         if not rest.is_empty():
+            # the store keeps its old state on any error: put the kernel back too, so both agree
+            failure = _roll_back(runner, scope, snapshot)
+            outcome = ("every tool was rolled back to its rules from before this run, like the store"
+                       if not failure else "the rollback failed (%s): the kernel may differ from the store, "
+                       "run again" % failure)
             raise ConvergeError(
-                "the rules were applied but read back differently (%s); remaining changes:\n%s"
-                % (_mismatch_cause(desired, live), "".join(rest.payload(tool) for tool in rest.tools_changed)),
+                "the rules were applied but read back differently (%s); %s; the differences were:\n%s"
+                % (_mismatch_cause(desired, live), outcome,
+                   "".join(rest.payload(tool) for tool in rest.tools_changed)),
                 diff=rest.diff(), payloads={tool: rest.payload(tool) for tool in rest.tools_changed},
+                rolled_back=not failure, rollback_error=failure,
             )
     result.warnings = list(getattr(runner, "warnings", []))
     return result

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import names as _names
 from . import printed as P
+from ..language import schema as _schema
 from ..language import values as V
 from ..language.copies import RuleView, family_of, l3_copies
 from ..errors import ResolveError
@@ -208,6 +209,13 @@ def _eb_mac_proto(rule, reverse):
     value = rule.val("protocolid")
     if value is None:
         return [], []
+    if rule.negated("protocolid") and P.ethertype(value) == P.LENGTH:
+        raise ResolveError(
+            "filter '%s': <mac match='no' protocolid='0x600'> cannot be kept: ebtables prints both 0x600 and "
+            "not-0x600 as '-p Length', so the rule could never be checked or repaired: match the ethertypes "
+            "you mean without match='no'" % rule.inst.filter_name,
+            filter=rule.inst.filter_name,
+        )
     return _opt(rule, "protocolid", "-p", P.ethertype(value)), []
 
 
@@ -240,7 +248,7 @@ def _eb_stp(rule, reverse):
         if not rule.has(attr):
             continue
         if kind == "mask":
-            text = P.eb_mac(rule.val(attr), rule.val(attr + "-mask"))
+            text = P.eb_mac(rule.val(attr), rule.val(attr + "-mask"), named=False)
         else:
             text = _eb_range(rule, attr, attr + "-hi")
         opts += _opt(rule, attr, flag, text)
@@ -267,7 +275,7 @@ def _eb_arp(rule, reverse):
         opts += _opt(rule, "protocoltype", "--arp-ptype", "0x%x" % V.number(rule.val("protocoltype")))
     opts += _swapped(rule, reverse, "ip", lambda side: P.eb_ip(rule.val("arp%sipaddr" % side),
                                                                rule.val("arp%sipmask" % side)))
-    opts += _swapped(rule, reverse, "mac", lambda side: P.eb_mac(rule.val("arp%smacaddr" % side)))
+    opts += _swapped(rule, reverse, "mac", lambda side: P.eb_mac(rule.val("arp%smacaddr" % side), named=False))
     if rule.val("gratuitous") == "true":
         opts += rule.neg("gratuitous") + ["--arp-gratuitous"]
     return ["-p", "ARP" if rule.protocol == "arp" else "RARP"], opts
@@ -291,8 +299,21 @@ def _eb_ip(rule, reverse):
     return ["-p", "IPv4"], _eb_l3(rule, reverse, "ip", 4)
 
 
+def _check_positive_protocol(rule, attrs, what):
+    """ebtables matches ports and ICMPv6 types only under a protocol match that is not negated, and
+    match='no' negates every attribute of the element, the protocol too (libvirt's rule fails to apply)."""
+    if rule.has("protocol") and rule.neg("protocol") and any(rule.has(a) for a in attrs):
+        raise ResolveError(
+            "filter '%s': a negated (match='no') <%s> rule with %s negates its protocol as well, and ebtables "
+            "cannot match %s under a negated protocol: drop match='no' or split the rule in two"
+            % (rule.inst.filter_name, rule.protocol, what, what),
+            filter=rule.inst.filter_name,
+        )
+
+
 def _eb_ipv6(rule, reverse):
     opts = _eb_l3(rule, reverse, "ip6", 6)
+    _check_positive_protocol(rule, ("type", "typeend", "code", "codeend"), "ICMPv6 types")
     if any(rule.has(a) for a in ("type", "typeend", "code", "codeend")):
         attr = "type" if rule.has("type") else "code"
         values = [V.number(rule.val(name) or default) for name, default in
@@ -303,6 +324,7 @@ def _eb_ipv6(rule, reverse):
 
 
 def _eb_l3(rule, reverse, pfx, version):
+    _check_positive_protocol(rule, _schema.PORT_ATTRS, "ports")
     addrs, ports = {}, {}
     for side, other in (("src", "dst"), ("dst", "src")):
         key = other if reverse else side
@@ -369,7 +391,7 @@ def _ipt_rule(rule: _Rule, tool, d_in, state, def_match, accept_target, may_skip
         return None
     matches = []
     if rule.has("srcmacaddr") and not d_in:
-        matches += ["-m", "mac"] + rule.neg("srcmacaddr") + ["--mac-source", rule.val("srcmacaddr").lower()]
+        matches += ["-m", "mac"] + rule.neg("srcmacaddr") + ["--mac-source", P.ipt_mac(rule.val("srcmacaddr"))]
     matches += _ipt_ranges(rule, d_in, version)
     if rule.has("dscp"):
         matches += ["-m", "dscp"] + rule.neg("dscp") + ["--dscp", "0x%02x" % V.number(rule.val("dscp"))]
@@ -430,11 +452,8 @@ def _ipt_proto_opts(rule, base, d_in):
     if base in ("icmp", "icmpv6"):
         if not rule.has("type"):
             return []
-        text = str(V.number(rule.val("type")))
-        if base == "icmp" and text == "255" and not rule.has("code"):
-            text = "any"  # iptables prints ICMP type 255 (all types) by this name
-        if rule.has("code"):
-            text += "/%d" % V.number(rule.val("code"))
+        code = V.number(rule.val("code")) if rule.has("code") else None
+        text = P.icmp_type(base, V.number(rule.val("type")), code)
         return rule.neg("type") + ["--icmp-type" if base == "icmp" else "--icmpv6-type", text]
     if base not in ("tcp", "udp", "sctp"):
         return []
@@ -446,8 +465,21 @@ def _ipt_proto_opts(rule, base, d_in):
             ports[key] = rule.neg(side + "portstart") + ["--%sport" % key[0], text]
     out = ports.get("src", []) + ports.get("dst", [])
     if base == "tcp" and rule.has("option"):
+        if V.number(rule.val("option")) == 0:
+            raise ResolveError(
+                "filter '%s': tcp option='0' (end of the option list) cannot be matched, iptables refuses it "
+                "(libvirt's rule fails to apply): use an option kind from 1 to 255" % rule.inst.filter_name,
+                filter=rule.inst.filter_name,
+            )
         out += rule.neg("option") + ["--tcp-option", str(V.number(rule.val("option")))]
     if base == "tcp" and rule.has("flags"):
+        if rule.val("flags").upper().startswith("NONE/"):
+            raise ResolveError(
+                "filter '%s': tcp flags='%s' test no flag (mask NONE), and iptables drops such a test from "
+                "what it shows, so the rule could never be checked: give the flags to test before the '/' "
+                "(e.g. SYN,ACK/SYN) or drop the attribute" % (rule.inst.filter_name, rule.val("flags")),
+                filter=rule.inst.filter_name,
+            )
         out += rule.neg("flags") + ["--tcp-flags"] + P.tcp_flags(rule.val("flags")).split()
     return out
 

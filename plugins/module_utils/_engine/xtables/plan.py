@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .printed import written_rule
 from .save_parse import printable
 from .ruleset import BUILTIN_CHAINS, TOOL_ORDER, TableState, is_builtin_chain, render_table
 
@@ -155,7 +156,7 @@ def _table_lines(desired: TableState, live: TableState, positions):
         dels, ins = _hook_ops(desired.hooks_of(builtin), have, pos)
         deletes += ["-D %s %s" % (builtin, rule) for rule in dels]
         inserts += ["-I %s %d %s" % (builtin, at, rule) for at, rule in ins]
-    fills = ["-A %s %s" % (n, rule) for n in changed for rule in desired.chains[n].rules]
+    fills = ["-A %s %s" % (n, written_rule(desired.tool, rule)) for n in changed for rule in desired.chains[n].rules]
     removals = ["-X %s" % n for n in stale]
     return decls + deletes + fills + inserts + removals
 

@@ -60,18 +60,27 @@ TCP_FLAG_BITS = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("A
 _NO_QUOTE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
+# ebtables-nft prints an exact 0x0600 match by this name (see written_rule)
+LENGTH = "Length"
+
+
 def ethertype(value):
     num = number(value)
+    if num == 0x0600:
+        return LENGTH
     return _ETHERTYPES.get(num, "0x%x" % num)
 
 
-def eb_mac(addr, mask=None):
-    """A MAC with optional mask: masked address, full masks dropped, well-known pairs named."""
+def eb_mac(addr, mask=None, named=True):
+    """A MAC with optional mask: masked address, full masks dropped, well-known pairs named.
+
+    Only ``-s``/``-d`` print the names (BGA, Broadcast, ...); the arp and stp matches print
+    addresses as numbers (``named=False``)."""
     full = (1 << 48) - 1
     mask_num = full if mask is None else mac_int(mask)
     addr_num = mac_int(addr) & mask_num
     key = (mac_str(addr_num), mac_str(mask_num))
-    if key in _MAC_NAMES:
+    if named and key in _MAC_NAMES:
         return _MAC_NAMES[key]
     if mask_num == full:
         return key[0]
@@ -102,6 +111,19 @@ def port_range(start, end=None):
     """Both tools print a single port for ``N:N``."""
     first, last = port_bounds(start, end)
     return str(first) if first == last else "%d:%d" % (first, last)
+
+
+def ipt_mac(addr):
+    """iptables' mac match prints the address in lower case."""
+    return mac_str(mac_int(addr))
+
+
+def icmp_type(base, type_num, code=None):
+    """iptables' ``--icmp-type``/``--icmpv6-type`` value: ``T`` or ``T/C``; ICMP type 255 without
+    a code is the kernel's wildcard, which iptables prints as ``any``."""
+    if base == "icmp" and type_num == 255 and code is None:
+        return "any"
+    return str(type_num) if code is None else "%d/%d" % (type_num, code)
 
 
 def icmpv6_eb(type_lo, type_hi, code_lo, code_hi):
@@ -140,3 +162,20 @@ def quote(value):
     if _NO_QUOTE.match(value):
         return value
     return '"%s"' % re.sub(r'(["\\\'])', r"\\\1", value)
+
+
+# printed forms the tool reads back as a different rule: what the payload says instead
+_WRITTEN = {
+    # ebtables-nft prints an exact ethertype 0x0600 as 'Length', which it parses as "below 0x0600"
+    # (802.3 length frames); 0x600 is the only value whose printed name means something else
+    "eb": (("-p Length ", "-p 0x600 "),),
+}
+
+
+def written_rule(tool, rule):
+    """The rule text to restore for a rule in printed form (the same text unless the tool would
+    read its own printed form back as another rule)."""
+    for printed, written in _WRITTEN.get(tool, ()):
+        if rule.startswith(printed):
+            return written + rule[len(printed):]
+    return rule

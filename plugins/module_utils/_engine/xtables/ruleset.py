@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Tuple
 
+from .printed import written_rule
+
 TOOL_ORDER = ("eb", "ip4", "ip6")
 
 BUILTIN_CHAINS = {
@@ -89,8 +91,9 @@ def merge_rulesets(parts: Iterable[Ruleset]) -> Ruleset:
     return merged
 
 
-def render_table(state: TableState) -> str:
-    """Save-format text of the chains we own (sorted by name), for diffs and ``rendered``."""
+def render_table(state: TableState, written=False) -> str:
+    """Save-format text of the chains we own (sorted by name), for diffs and ``rendered``;
+    ``written``: each rule as the restore payload must say it (printed.written_rule)."""
     lines = ["*%s" % state.table]
     for name in sorted(state.chains):
         lines.append(":%s %s" % (name, state.chains[name].policy if state.tool == "eb" else "- [0:0]"))
@@ -98,6 +101,6 @@ def render_table(state: TableState) -> str:
         lines.append("-A %s %s" % (builtin, rule))
     for name in sorted(state.chains):
         for rule in state.chains[name].rules:
-            lines.append("-A %s %s" % (name, rule))
+            lines.append("-A %s %s" % (name, written_rule(state.tool, rule) if written else rule))
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
