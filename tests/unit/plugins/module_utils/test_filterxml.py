@@ -428,8 +428,9 @@ _RAW = {
     schema.IPSET_NAME: st.from_regex(r"[A-Za-z0-9_.:+ -]{1,31}", fullmatch=True),
     schema.IPSET_FLAGS: st.lists(st.sampled_from(["src", "DST"]), min_size=1, max_size=6)
     .map(",".join),
+    # a literal comment cannot start with '$': that is a variable reference (or a malformed one)
     schema.COMMENT: st.text(st.characters(blacklist_categories=("Cs", "Cc"))
-                            | st.sampled_from("\t\n&<>'\""), max_size=40),
+                            | st.sampled_from("\t\n&<>'\""), max_size=40).filter(lambda t: not t.startswith("$")),
 }
 _VARS = st.from_regex(r"\$[A-Za-z_][A-Za-z0-9_]{0,6}(\[[0-9]\]|\[@[0-9]\])?", fullmatch=True)
 
