@@ -1,4 +1,5 @@
-"""The README demo: a hypervisor lab driven by playbooks/site.yml, proven with packets."""
+"""The README demo: real guests under a private libvirtd when this machine has KVM (demo/real_lab.py),
+then a hypervisor lab of network namespaces driven by playbooks/site.yml, proven with packets."""
 
 import argparse
 import os
@@ -8,13 +9,15 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration")]
+sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration"),
+                os.path.join(ROOT, "tests", "kvm"), os.path.join(ROOT, "demo")]
 
 # links the checkout as ansible_collections.hypervisor.firewall
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 from ansible_run import host_vars, run_playbook  # noqa: E402
 from lab import Lab  # noqa: E402
 from lab.battery import format_table, run_battery  # noqa: E402
+import real_lab  # noqa: E402
 
 SITE = os.path.join(ROOT, "playbooks", "site.yml")
 REAPPLY = os.path.join(ROOT, "bin", "hypervisor-firewall-reapply")
@@ -92,10 +95,18 @@ def playbook(workdir, inv, title, **kwargs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the work directory in place")
+    parser.add_argument("--no-real-lab", action="store_true", help="skip the real guests, run the namespace lab only")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the demo builds network namespaces: run it as root")
     workdir = tempfile.mkdtemp(prefix="hfw-demo-")
+    why_not = "--no-real-lab given" if args.no_real_lab else real_lab.unavailable()
+    if why_not is None:
+        if not real_lab.run(os.path.join(workdir, "real"), banner):
+            raise SystemExit("the real guests did not see what they should (see the table above)")
+        banner("Fleet rollout and healing: the namespace lab (guests are network namespaces)")
+    else:
+        banner("No real lab (%s): falling back to the namespace lab, guests are network namespaces" % why_not)
     with Lab("hfwdemo%d" % os.getpid(), guests=2) as lab:
         inv = inventory(lab, workdir)
         battery(lab, "Before: no filters, spoofed frames reach the other guest")

@@ -118,7 +118,7 @@ def chains_of(lab, tap):
     """Our ebtables and iptables chains named after ``tap`` (libvirt's names: libvirt-I-vnet0, ...)."""
     names = []
     for table in ("nat",):
-        names += [line.split()[2].rstrip(":") for line in ebtables_lines(lab, table)
+        names += [line.split()[2].rstrip(",") for line in ebtables_lines(lab, table)
                   if line.startswith("Bridge chain:") and tap in line]
     saved = lab.ip_netns(["iptables-save", "-t", "filter"]).stdout
     names += [line[1:].split()[0] for line in saved.splitlines() if line.startswith(":") and tap in line]
