@@ -55,20 +55,23 @@ def find_cycle(filters: Mapping[str, Filter], candidate: Filter) -> None:
     """
     target = candidate.name
     done = set()
-    path = [target]
+    path, on_path = [target], {target}
     stack = [iter(candidate.references)]
     while stack:
         ref = next(stack[-1], None)
         if ref is None:
             stack.pop()
-            done.add(path.pop())
+            name = path.pop()
+            done.add(name)
+            on_path.discard(name)
             continue
         if ref == target:
             raise _cycle_error(path + [target])
         child = filters.get(ref)
-        if child is None or ref in done or ref in path:
+        if child is None or ref in done or ref in on_path:
             continue
         path.append(ref)
+        on_path.add(ref)
         stack.append(iter(child.references))
 
 
@@ -95,21 +98,26 @@ def tree(filters: Mapping[str, Filter], name: str) -> dict:
     display grows with the references, not with the paths (which double with every shared level).
     """
     root = {"name": name, "references": []}
-    shown = set()
-    todo = [(root, ())]
+    shown, on_path = set(), set()
+    todo = [(root, False)]  # (node, True when leaving it)
     while todo:
-        node, path = todo.pop()
+        node, leaving = todo.pop()
+        if leaving:
+            on_path.discard(node["name"])
+            continue
         flt = filters.get(node["name"])
         if flt is None:
             node["missing"] = True
-        elif node["name"] in path:
+        elif node["name"] in on_path:
             node["cycle"] = True
         elif node["name"] in shown:
             node["repeated"] = True
         else:
             shown.add(node["name"])
+            on_path.add(node["name"])
             node["references"] = [{"name": ref, "references": []} for ref in flt.references]
-            todo.extend((child, path + (node["name"],)) for child in reversed(node["references"]))
+            todo.append((node, True))
+            todo.extend((child, False) for child in reversed(node["references"]))
     return root
 
 
@@ -229,10 +237,6 @@ def _child_variables(entry, variables):
     return child
 
 
-def _node_key(name, variables):
-    return (name, tuple(sorted(variables.items())))
-
-
 def _walk(filters, root, variables):
     """Each distinct (filter, variable values) node of the tree once, iteratively.
 
@@ -245,17 +249,21 @@ def _walk(filters, root, variables):
     counts: Dict[tuple, int] = {}
     nodes: Dict[tuple, tuple] = {}
     alias: Dict[tuple, tuple] = {}
-    top = _node_key(root.name, variables)
+    # a node's variables follow from its parent's and the reference's parameters, so a node is
+    # keyed by its filter and a token for that chain of parameters (cheap to hash, unlike the
+    # values themselves); equal parameters along two paths share one node
+    tokens: Dict[tuple, int] = {}
+    top = (root.name, 0)
     # frame: [filter, variables, key, entries iterator, items, rule count]
     stack = [[root, variables, top, iter(root.entries), [], 0]]
-    path = [root.name]
+    path, on_path = [root.name], {root.name}
     while stack:
         frame = stack[-1]
         flt, flt_vars, key, entries, items, _count = frame
         entry = next(entries, None)
         if entry is None:
             stack.pop()
-            path.pop()
+            on_path.discard(path.pop())
             counts[key] = frame[5]
             nodes[key] = (flt, flt_vars, tuple(items))
             if len(items) == 1 and not items[0][0]:
@@ -267,20 +275,21 @@ def _walk(filters, root, variables):
             items.append((True, entry))
             frame[5] += 1
         else:
-            if entry.filter in path:
+            if entry.filter in on_path:
                 raise _cycle_error(path + [entry.filter])
             child = filters.get(entry.filter)
             if child is None:
                 raise _unknown(entry.filter, "filter '%s'" % flt.name, filters)
-            child_vars = _child_variables(entry, flt_vars)
-            child_key = _node_key(child.name, child_vars)
+            token = tokens.setdefault((key[1], entry.parameters), len(tokens) + 1)
+            child_key = (child.name, token)
             if child_key in counts:
                 _add(frame, child_key, counts[child_key])
             else:
                 if len(counts) + len(stack) >= MAX_TREE_NODES:
                     raise _tree_too_big(root.name)
-                stack.append([child, child_vars, child_key, iter(child.entries), [], 0])
+                stack.append([child, _child_variables(entry, flt_vars), child_key, iter(child.entries), [], 0])
                 path.append(child.name)
+                on_path.add(child.name)
         if frame[5] > MAX_INSTANCES:
             raise _explosion(flt.name, frame[5])
     return nodes, alias, top
