@@ -32,6 +32,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integr
 import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.tables import L2 as L2_TABLE  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
@@ -70,7 +71,7 @@ def rule_counts(sizes):
         xt_rules = sum(len(c.rules) for st in xt.values() for c in st.chains.values())
         xt_rules += sum(len(st.hooks) for st in xt.values())
         nft = _compile_nft.compile_nics(insts)
-        text = render_table(nft.tables[(_compile_nft.FAMILY, _compile_nft.TABLE)])
+        text = render_table(nft.tables[L2_TABLE])
         elements = sum(line.count(' . "') + line.count('" : ') for line in text.splitlines())
         rows.append((size, xt_rules, nft.rule_count, elements))
     return rows

@@ -22,6 +22,7 @@ from lab.battery import cases_by_name
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import adopt as _adopt  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.plan import plan
@@ -49,8 +50,9 @@ def dumps(runner):
 def load_as_libvirtd(runner, root, stale_ip, real_ip):
     """What libvirtd had loaded for the files under ``root``, but with an address since changed."""
     state = _adopt.adopt(_store.StoreState(), _adopt.import_documents(_adopt.read_documents(root)))
-    desired, _warnings = _service.build_desired(state, runner.list_devices())
-    for label, payload in _service.render_payloads(desired).items():
+    xtables = _backend.select("xtables")
+    desired, _warnings = _service.build_desired(state, xtables, runner.list_devices())
+    for label, payload in xtables.render(desired).items():
         if label == "ebtables":
             assert real_ip in payload
             payload = payload.replace(real_ip, stale_ip)
@@ -104,7 +106,7 @@ def test_adopt_replaces_libvirtds_rules_in_place_without_a_window(tmp_path):
         assert result["adopted"]["networks"] == ["default", "routed"]
 
         stored = _store.load_store(params["config_dir"])
-        desired, _warnings = _service.build_desired(imported, runner.list_devices())
+        desired, _warnings = _service.build_desired(imported, _backend.select("xtables"), runner.list_devices())
         # the ledger records everything the takeover wrote, libvirtd's former chains included
         assert stored.ledger.chains == {(k[0], k[1], c) for k, table in desired.items() for c in table.chains}
         assert stored.with_changes(ledger=None) == imported

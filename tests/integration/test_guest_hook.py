@@ -220,15 +220,27 @@ def test_start_fails_closed_when_the_rules_cannot_be_applied_and_open_when_asked
     assert "libvirt-I-vnet0" in eb_chains(lab)
 
 
-def test_drop_unbound_taps_drops_unbound_guests_only(host):
+def unbound_drop_rules(lab):
+    """Our fail-closed rule as each backend writes it."""
+    eb = [line for line in lab.exec("hv", ["ebtables-save"]).stdout.splitlines() if "vnet+" in line]
+    nft = lab.exec("hv", ["nft", "list", "table", "bridge", "hfw_nwfilter"], check=False).stdout
+    return eb + [line.strip() for line in nft.splitlines() if '"vnet*"' in line]
+
+
+@pytest.mark.parametrize("backend, rule", [
+    ("xtables", "-A PREROUTING -i vnet+ -j DROP"),
+    ("nftables", 'iifname "vnet*" iifname != @bound_taps drop'),
+])
+def test_drop_unbound_taps_drops_unbound_guests_only(host, backend, rule):
     lab, params, conf, runner = host
+    params = dict(params, backend=backend)
     plug(lab, MAC_A, IP_A)
     assert hook(lab, conf, "guest-a", "start").returncode == 0
     g1 = lab.guests[1]
     out = _actions.guest_nic_filter(dict(params, state="present", bindings=[], drop_unbound_taps=True), False,
                                     runner=runner)
     assert out["changed"] and out["drop_unbound_taps"]
-    assert "-A PREROUTING -i vnet+ -j DROP" in lab.exec("hv", ["ebtables-save"]).stdout
+    assert unbound_drop_rules(lab) == [rule], "written by the chosen backend only"
     assert delivered(lab, MAC_A, IP_A), "a bound guest jumps to its own chain before the DROP"
     assert not g1_reaches_g0(lab, g1), "vnet1 has no binding: dropped"
     again = _actions.guest_nic_filter(dict(params, state="present", bindings=[], drop_unbound_taps=True), False,
@@ -237,7 +249,7 @@ def test_drop_unbound_taps_drops_unbound_guests_only(host):
     off = _actions.guest_nic_filter(dict(params, state="present", bindings=[], drop_unbound_taps=False), False,
                                     runner=runner)
     assert off["changed"]
-    assert "vnet+" not in lab.exec("hv", ["ebtables-save"]).stdout
+    assert unbound_drop_rules(lab) == []
     assert g1_reaches_g0(lab, g1)
 
 

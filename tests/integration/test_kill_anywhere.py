@@ -31,10 +31,10 @@ from lab import frames as F
 from lab.battery import PACKET_OUTGOING, SPOOF_IPV4, SPOOF_MAC
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runner as _runner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import tables as _tables
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 
@@ -88,7 +88,7 @@ class World:
     def owned(self):
         """What the planner compares: owned xtables rules and owned nft tables, read from the kernel."""
         live, _positions = _apply.read_live(self.runner, Scope())
-        tables = _backend.owned_tables(Scope())
+        tables = _tables.owned(Scope().manage_networks)
         return live, _nft.read_live(self.runner, tables)
 
 

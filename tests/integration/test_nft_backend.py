@@ -22,6 +22,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import tables as _tables  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve  # noqa: E402
@@ -192,7 +193,7 @@ def scratch():
 def test_golden_tables_load_and_read_back_as_written(scratch, case):
     # the unit test proves these tables render to the golden files under fixtures/nft
     tables = _compile_nft.compile_nics(GOLDEN[case]()).tables
-    key = _nft.OWNED_TABLES[0]
+    key = _tables.L2
     result = _nft.converge({key: tables[key]}, scratch)  # raises when read back differs
     assert result.changed
     assert not _nft.converge({key: tables[key]}, scratch).changed

@@ -15,11 +15,7 @@ from .errors import EngineError, FilterXMLError, StoreError
 from . import adopt as _adopt
 from .language import filter_xml as _filterxml
 from .host import placement as _guests
-from .xtables import names as _names
 from .language import network as _network
-from .xtables import networks as _netfw
-from .nftables import networks as _netfw_nft
-from .nftables.writer import render_table
 from .host import transitions as _ops
 from . import backend as _backend
 from . import firewalld_zone as _zone
@@ -27,6 +23,7 @@ from .language import resolve as _resolve
 from .language import schema as _schema
 from . import service as _service
 from .host import store as _store
+from .language.devices import check_device
 from .language.model import Binding
 from .host.runner import HostRunner as Runner
 
@@ -44,18 +41,9 @@ def _base_result(outcome):
         changed=outcome.changed,
         diff=outcome.diff,
         warnings=outcome.warnings,
-        rebuilt_devices=sorted(changed_devices(outcome)),
+        rebuilt_devices=list(outcome.rebuilt_devices),
         changed_chains=list(outcome.changed_chains),
     )
-
-
-def changed_devices(outcome):
-    devices = set()
-    for chain in outcome.changed_chains:
-        dev = _names.device_of_chain(chain)
-        if dev:
-            devices.add(dev)
-    return devices
 
 
 # ---------------------------------------------------------------- nwfilter
@@ -203,7 +191,7 @@ def binding_from_params(item):
     if binding.portdev is None:
         check_domain_name(binding.owner_name)
     else:
-        _names.check_device(binding.portdev, "portdev")
+        check_device(binding.portdev, "portdev")
     mac = _canonical_mac(binding.mac, binding.label)
     if mac != binding.mac:
         binding = dataclasses.replace(binding, mac=mac)
@@ -225,7 +213,7 @@ def _binding_to_remove(item):
         _check_target(item)
         return Binding(portdev=None, mac=_canonical_mac(item.get("mac"), "guest %s" % item["domain"]), filter="",
                        owner_name=check_domain_name(item["domain"]))
-    return Binding(portdev=_names.check_device(item.get("portdev"), "portdev"), mac="", filter="")
+    return Binding(portdev=check_device(item.get("portdev"), "portdev"), mac="", filter="")
 
 
 def collect_bindings(params, portdev_only=False):
@@ -300,39 +288,34 @@ def render_bindings(params, bindings):
     """Restore payloads for a host that holds none of our chains; reads the store only."""
     state = _store.load_store(params["config_dir"])
     state = _ops.set_bindings(state.with_changes(bindings={}, networks={}), bindings)
-    chosen = _backend.choose(params["config_dir"], params.get("backend"))
-    nft_out = [] if chosen == "nftables" else None
+    chosen = _backend.select(_backend.choose(params["config_dir"], params.get("backend")))
     try:
-        desired, warnings = _service.build_desired(state, devices=None, nft_out=nft_out)
+        desired, warnings = _service.build_desired(state, chosen, devices=None)
     except EngineError as exc:
-        warning = _backend.fallback_warning(
-            exc, chosen, _backend.fallback_allowed(params["config_dir"], params.get("backend_fallback")))
-        if warning is None:
+        instead = _backend.fallback_for(
+            chosen, exc, _backend.fallback_allowed(params["config_dir"], params.get("backend_fallback")))
+        if instead is None:
             raise
-        nft_out = None
-        desired, warnings = _service.build_desired(state, devices=None)
-        warnings.append(warning)
-    return dict(changed=False, rendered=_service.render_payloads(desired, nft_out), warnings=warnings)
+        chosen = instead[0]
+        desired, warnings = _service.build_desired(state, chosen, devices=None)
+        warnings.append(instead[1])
+    return dict(changed=False, rendered=chosen.render(desired), warnings=warnings)
 
 
 def gather_bindings(params, runner):
     state = _store.load_store(params["config_dir"])
     live = _service.gather(runner, state)
     placed, warnings = _service.placements(params["config_dir"], state, runner)
-    taps = sorted({p.tap for p in placed if p.tap})
-    nft_live = _backend.gather_nft(runner, taps) if taps and _backend.nft_available(runner) else {}
+    devices = runner.list_devices()
     out = []
     for placement in placed:
         item = _binding_dict(placement.binding)
         # tap: where the rules are now, or why there is none ('not running', 'no device', 'unplaced')
         item["guest"] = placement.binding.owner_name
         item["tap"] = placement.tap or placement.status
-        item["present"] = placement.tap is not None and placement.tap in live["devices"]
-        item["chains"] = dict(live["chains_by_device"].get(placement.tap, {})) if placement.tap else {}
-        item["sets"] = {}
-        if placement.tap in nft_live:
-            item["chains"].update(nft_live[placement.tap][0])
-            item["sets"] = nft_live[placement.tap][1]
+        item["present"] = placement.tap is not None and placement.tap in devices
+        item["chains"] = dict(live.by_device.get(placement.tap, {})) if placement.tap else {}
+        item["sets"] = dict(live.sets.get(placement.tap, {})) if placement.tap else {}
         out.append(item)
     return dict(changed=False, gathered=out, drop_unbound_taps=state.drop_unbound_taps, warnings=warnings)
 
@@ -375,15 +358,12 @@ def virt_network_fw(params, check_mode, runner=None):
     state_param = params["state"]
     network = network_from_module(params) if state_param in ("present", "rendered") else None
     if state_param == "rendered":
-        if _backend.choose(params["config_dir"], params.get("backend")) == "nftables":
-            tables = _netfw_nft.compile_networks([network])
-            return dict(changed=False, rendered={"nft": "".join(render_table(tables[key]) for key in sorted(tables))})
-        desired = _netfw.compile_networks([network])
-        return dict(changed=False, rendered=_service.render_payloads(desired))
+        chosen = _backend.select(_backend.choose(params["config_dir"], params.get("backend")))
+        return dict(changed=False, rendered=chosen.render(chosen.compile_host([], [network])))
     runner = runner or Runner()
     if state_param == "gathered":
         state = _store.load_store(params["config_dir"])
-        return dict(changed=False, gathered=_service.gather(runner, state)["networks"])
+        return dict(changed=False, gathered=_service.gather(runner, state).networks)
 
     removed = []
 

@@ -1,13 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to hypervisor.firewall
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which backend filters guest NICs on a host (xtables or nftables), and converging both.
+"""The backend seam: which backend filters a host, chosen once per reconcile, and converging all.
+
+A backend is a module with one interface (xtables/backend.py, nftables/backend.py):
+``compile_host`` (instantiations, networks -> desired state), ``converge`` (read the live state
+we own, plan, apply, verify -> shapes.Result), ``drifted``, ``gather``, ``render``, ``probe``,
+``available``, ``empty`` and a few questions the service asks (``notes``, ``has_l3_rules``,
+``refuse_foreign``, ``network_warnings``).  ``select`` is the only place a backend name is
+looked at.
 
 The choice is per call (the ``backend`` option) and per host: the last backend a call asked for
 is kept in ``config_dir/backend`` so later writers (and the re-apply command) use it.  Whatever
-the choice, both backends are converged in one run: the chosen one to the desired rules, the other
-one to no NIC rules, so switching a host removes the old backend's rules.  The new backend is
-applied first: for a moment both filter (stricter, never open).
+the choice, every backend is converged in one run (``converge_all``): the chosen one to the
+desired rules, the others to nothing, so switching a host removes the old backend's rules by the
+same mechanism as any other change.  The chosen backend is applied first: for a moment both
+filter (stricter, never open).
 
 Fallback (``backend_fallback``): when nftables cannot express a binding's rules or the kernel
 lacks a feature our tables use, a host that allows it is filtered by xtables instead, whole host
@@ -21,15 +29,16 @@ from __future__ import annotations
 
 import os
 
-from .errors import StoreError, ToolMissingError
-from .xtables import apply as _apply
-from .nftables import compile_l3 as _compile_nft_l3
-from .nftables import networks as _netfw_nft
-from .nftables import converge as _nft
+from .errors import StoreError
 from .host import store as _store
+from .nftables import backend as _nftables
+from .xtables import backend as _xtables
 
-BACKENDS = ("xtables", "nftables")
+IMPLEMENTATIONS = {"xtables": _xtables, "nftables": _nftables}
+BACKENDS = tuple(IMPLEMENTATIONS)
 DEFAULT = "xtables"
+# a backend that may give way, and to which (backend_fallback)
+FALLBACK = {"nftables": "xtables"}
 BACKEND_FILE = "backend"
 
 
@@ -86,124 +95,72 @@ def record(config_dir, requested, check_mode, fallback=None):
     return True
 
 
-def check_kernel(runner, nft_tables):
-    """Raise (with context backend='nftables') when this host cannot load ``nft_tables``."""
-    if not nft_tables:
-        return
-    if not hasattr(runner, "nft"):
-        raise ToolMissingError("this runner cannot run nft", backend="nftables")
-    try:
-        _nft.probe(runner, layer34=bool(nft_tables.get(_compile_nft_l3.TABLE)))
-    except ToolMissingError as exc:
-        raise ToolMissingError(exc.msg, **dict(exc.context, backend="nftables"))
+def select(name):
+    """The backend module called ``name`` (one of BACKENDS)."""
+    return IMPLEMENTATIONS[name]
 
 
-def fallback_warning(exc, chosen, allowed):
-    """The warning to fall back to xtables with, or None when ``exc`` must stand."""
-    if chosen != "nftables" or not allowed or exc.context.get("backend") != "nftables":
+def others(chosen):
+    return [impl for impl in IMPLEMENTATIONS.values() if impl is not chosen]
+
+
+def fallback_for(chosen, exc, allowed):
+    """(backend, warning) to filter the host with instead of ``chosen``, or None when ``exc`` stands.
+
+    Only an error raised for ``chosen`` itself (context ``backend``: a rule it cannot express, a
+    kernel that lacks a feature) gives way, and only where fallback is allowed."""
+    name = FALLBACK.get(chosen.NAME)
+    if name is None or not allowed or exc.context.get("backend") != chosen.NAME:
         return None
-    return ("backend nftables cannot filter this host (%s); backend_fallback is on, so xtables filters every "
-            "NIC and network of this host in this run. The stored backend stays nftables: this warning "
-            "repeats on every run until the cause is fixed or backend xtables is chosen" % exc.msg)
+    return select(name), ("backend %s cannot filter this host (%s); backend_fallback is on, so %s filters every "
+                          "NIC and network of this host in this run. The stored backend stays %s: this warning "
+                          "repeats on every run until the cause is fixed or backend %s is chosen"
+                          % (chosen.NAME, exc.msg, name, chosen.NAME, name))
 
 
-def nft_available(runner):
-    """False for runners without nft (fake runners, hosts without the nft binary)."""
-    if not hasattr(runner, "nft"):
-        return False
-    try:
-        runner.nft(["--version"])
-    except ToolMissingError:
-        return False
-    return True
+def ownership(impl, old, owner_taps, desired, taken_over):
+    """(ledger while writing, implied devices, claims, ledger once written) of one run.
 
-
-def owned_tables(scope):
-    """nft tables we own: the NIC table always; ``ip``/``ip6 libvirt_network`` only once the store
-    declares networks (the same rule as for the LIBVIRT_* chains), so libvirtd's stay untouched."""
-    return _nft.OWNED_TABLES + (_netfw_nft.TABLES if scope.manage_networks else ())
-
-
-def converge_both(backend, xt_desired, nft_tables, runner, scope, check_mode):
-    """(xtables Result, nft NftResult or None): chosen backend first, the other one emptied."""
-    tables = owned_tables(scope)
-    if backend == "nftables":
-        nft_result = _nft.converge(nft_tables, runner, check_mode=check_mode, tables=tables)
-        return _apply.converge(xt_desired, runner, scope, check_mode=check_mode), nft_result
-    result = _apply.converge(xt_desired, runner, scope, check_mode=check_mode)
-    nft_result = _nft.converge({}, runner, check_mode=check_mode, tables=tables) if nft_available(runner) else None
-    return result, nft_result
-
-
-def network_warnings(backend, networks, runner, check_mode=False):
-    """Warnings about the networks on this backend: the DHCP checksum fix on nftables.
-
-    The probe adds and deletes a tc action, so check mode does not run it: the warning is given
-    either way, only its reason is less precise.
+    ``old`` is the store's ledger, or None for a store kept before the ledger existed: then the
+    chains of the devices it binds (``owner_taps``) are taken as ours, and the ledger is recorded
+    only once the run succeeded.  A per-device chain the run writes for the first time is a claim
+    (see shapes.Scope), except on a NIC taken over from libvirtd (``taken_over``), whose chains
+    libvirtd wrote under our names; the global and network chains are libvirt's shared layout,
+    taken over as before.
     """
-    if backend != "nftables" or not any(net.dhcp for net in networks):
-        return []
-    if check_mode:
-        available = True
+    wanted = impl.ledger_of(desired)
+    if old is not None:
+        during, implied = old.union(wanted), None
+        fresh = wanted.chains - old.chains
     else:
-        available = runner.tc_csum_available() if hasattr(runner, "tc_csum_available") else False
-    warning = _netfw_nft.dhcp_checksum_warning(networks, available)
-    return [warning] if warning else []
+        during, implied = None, frozenset(owner_taps)
+        fresh = {c for c in wanted.chains if impl.device_of_chain(c[2]) not in implied}
+    claims = frozenset(c for c in fresh if impl.device_of_chain(c[2]) not in (None, *taken_over))
+    return during, implied, claims, wanted
 
 
-def gather_nft(runner, devices):
-    """{device: (chains, sets)} of the live nft NIC tables: the chains the device's packets can
-    reach (label ``nft FAMILY TABLE CHAIN`` -> [{rule}]) and the device's own elements of the sets
-    those rules look up (label -> [values, without the interface or mark key]).
-
-    No counters: our nft rules carry none (the plan compares rules as text, so live counter values
-    would make every table look changed on every read)."""
-    live = {key: _nft.parse_table(text) for key, text in _nft.read_live(runner, _nft.OWNED_TABLES).items()}
-    bridge, inet = live.get(("bridge", "hfw_nwfilter"), {}), live.get(_compile_nft_l3.TABLE, {})
-    mark_maps = live.get(_compile_nft_l3.MARK_TABLE, {})
-    out = {}
-    for dev in devices:
-        chains, sets = {}, {}
-        name = '"%s"' % dev
-        _follow(bridge, "nft bridge hfw_nwfilter", ("from_guest", "to_guest"), name,
-                lambda element, key=name: element[:-len(key) - 3] if element.endswith(" . " + key) else None,
-                chains, sets)
-        for map_name in ("in_port", "out_port"):
-            for mark in [value for key, value in _pairs(mark_maps, map_name) if key == name]:
-                prefix = "%d . " % int(mark, 0)  # parse_table writes set integers in decimal
-                _follow(inet, "nft inet hfw_nwfilter", ("from_guest", "to_guest", "to_host"), mark,
-                        lambda element, pre=prefix: element[len(pre):] if element.startswith(pre) else None,
-                        chains, sets)
-        out[dev] = (chains, sets)
-    return out
+def converge_all(chosen, desired, runner, scope, check_mode):
+    """The chosen backend converged to ``desired``, then every other one, where its tools exist,
+    to nothing: one Result for the host."""
+    result = chosen.converge(desired, runner, scope, check_mode)
+    for other in others(chosen):
+        if other.available(runner):
+            result = result.merged(other.converge(other.empty(), runner, scope, check_mode))
+    return result
 
 
-def _elements(objects, kind, name):
-    for line in objects.get((kind, name), ()):
-        if line.startswith("elements = "):
-            return line[len("elements = "):].split(", ")
-    return []
+def drifted_all(chosen, desired, runner, scope):
+    """Whether the live rules differ from what converge_all would leave (it reads, never writes)."""
+    if chosen.drifted(desired, runner, scope):
+        return True
+    return any(other.available(runner) and other.drifted(other.empty(), runner, scope) for other in others(chosen))
 
 
-def _pairs(objects, map_name):
-    """(key, value) of a map's elements (``key : value``)."""
-    return [tuple(element.split(" : ", 1)) for element in _elements(objects, "map", map_name)]
-
-
-def _follow(objects, label, maps, key, own_value, chains, sets):
-    """Collect the chains reachable from ``maps``' entries for ``key`` and the key's set elements."""
-    todo = [value.split()[-1] for map_name in maps for k, value in _pairs(objects, map_name) if k == key]
-    while todo:
-        chain = todo.pop(0)
-        if label + " " + chain in chains or ("chain", chain) not in objects:
-            continue
-        rules = objects[("chain", chain)]
-        chains[label + " " + chain] = [dict(rule=rule) for rule in rules]
-        for rule in rules:
-            todo += [word for before, word in zip(rule.split(), rule.split()[1:]) if before in ("jump", "goto")]
-            for ref in [word[1:] for word in rule.split() if word.startswith("@")]:
-                if ("map", ref) in objects:
-                    todo += [value.split()[-1] for k, value in _pairs(objects, ref) if k == key]
-                elif ("set", ref) in objects:
-                    values = [own_value(e) for e in _elements(objects, "set", ref)]
-                    sets[label + " " + ref] = [v for v in values if v is not None]
+def gather_all(runner, scope):
+    """The live rules every available backend holds, merged (after a converge only one holds any)."""
+    found = None
+    for impl in IMPLEMENTATIONS.values():
+        if impl.available(runner):
+            part = impl.gather(runner, scope)
+            found = part if found is None else found.merged(part)
+    return found if found is not None else _xtables.gather(runner, scope)

@@ -27,10 +27,7 @@ import time
 
 from .host.defaults import DEFAULT_CONFIG_DIR, DEFAULT_LOCK_FILE
 from .errors import EngineError, StoreError
-from .xtables import apply as _apply
 from . import backend as _backend
-from .nftables import converge as _nft
-from .xtables import plan as _plan
 from . import service as _service
 from .host.runner import HostRunner
 
@@ -77,24 +74,6 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- reporting
 
-def table_changes(payloads):
-    """[(label, table, rewritten chains, removed chains, hook lines)] read off restore payloads."""
-    changes = []
-    for tool in _plan.TOOL_LABEL:
-        table = None
-        for line in payloads.get(tool, "").splitlines():
-            if line.startswith("*"):
-                table = [_plan.TOOL_LABEL[tool], line[1:], [], [], 0]
-                changes.append(table)
-            elif line.startswith(":"):
-                table[2].append(line[1:].split()[0])
-            elif line.startswith("-X "):
-                table[3].append(line.split()[1])
-            elif line.startswith(("-I ", "-D ")):
-                table[4] += 1
-    return [(label, name, sorted(set(new)), sorted(set(gone)), hooks) for label, name, new, gone, hooks in changes]
-
-
 def describe(outcome, check_mode):
     """Human lines: what was (or would be) restored, or that the kernel is in sync."""
     state = outcome.after
@@ -105,15 +84,16 @@ def describe(outcome, check_mode):
         return ["in sync (%s)" % store]
     verb = "drifted" if check_mode else "restored"
     lines = ["%s from the store (%s):" % (verb, store)]
-    for label, table, chains, gone, hooks in table_changes(outcome.payloads):
+    for change in outcome.result.tables:
         parts = []
-        if chains:
-            parts.append("chains " + " ".join(chains))
-        if gone:
-            parts.append("stale chains " + " ".join(gone))
-        if hooks:
-            parts.append("%d jump rule change%s in built-in chains" % (hooks, "" if hooks == 1 else "s"))
-        lines.append("  %s %s: %s" % (label, table, "; ".join(parts)))
+        if change.rewritten:
+            parts.append("chains " + " ".join(change.rewritten))
+        if change.removed:
+            parts.append("stale chains " + " ".join(change.removed))
+        if change.hook_changes:
+            parts.append("%d jump rule change%s in built-in chains"
+                         % (change.hook_changes, "" if change.hook_changes == 1 else "s"))
+        lines.append("  %s: %s" % (change.label, "; ".join(parts) or "removed"))
     return lines
 
 
@@ -200,15 +180,9 @@ class Watcher:
         return outcome
 
     def drifted(self):
-        """Both backends are looked at: the chosen one must match, the other must hold nothing."""
+        """Every backend is looked at: the chosen one must match, the others must hold nothing."""
         host = self.desired
-        live, positions = _apply.read_live(self.runner, host.scope)
-        if not _plan.plan(host.xtables, live, positions).is_empty():
-            return True
-        if not _backend.nft_available(self.runner):
-            return False
-        tables = _backend.owned_tables(host.scope)
-        return not _nft.plan(host.nft_tables, _nft.read_live(self.runner, tables), tables).is_empty()
+        return _backend.drifted_all(host.backend, host.desired, self.runner, host.scope)
 
     def tick(self):
         """One look; returns the Outcome of a reconcile when one ran, else None."""

@@ -34,15 +34,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import compile_l3 as _compile_nft_l3
 from . import matches as M
+from .tables import L2
 from .writer import Chain, Hook, Lookup, Map, Match, Set, Table, Verdict, VerdictMap, quoted, render_rule
 from ..errors import ResolveError
 from ..language import values as V
 from ..language.copies import L2_PROTOCOLS
-from ..language.devices import check_device
+from ..language.devices import TAP_PREFIX, check_device
 from ..language.model import Instantiation
 
-FAMILY = "bridge"
-TABLE = "hfw_nwfilter"
 # direction -> (map, interface key, base chain, hook, priority, rule directions)
 DIRECTIONS = (
     ("out", "from_guest", "iifname", "pre", "prerouting", "dstnat", ("out", "inout")),
@@ -601,15 +600,33 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> NftDesired:
         result.rule_count += sum(len(c.rules) for c in chains) + 1
         bases.append(Chain(base, ((VerdictMap(ifkey, map_name),),), Hook(hook, priority)))
     if objects:
-        result.tables[(FAMILY, TABLE)] = Table(FAMILY, TABLE, tuple(objects + chain_objects + bases))
+        result.tables[L2] = Table(L2[0], L2[1], tuple(objects + chain_objects + bases))
     l3_tables, l3_notes, l3_count = _compile_nft_l3.compile_nics(nics)
     result.tables.update(l3_tables)
     result.rule_count += l3_count
     shared = sum(1 for n in nics if n.rules)
     result.notes.insert(0, "nftables: %d NICs, %d rules in table %s %s (rules are shared by NICs; "
-                           "per-NIC values live in sets)" % (shared, result.rule_count - l3_count, FAMILY, TABLE))
+                           "per-NIC values live in sets)" % ((shared, result.rule_count - l3_count) + L2))
     result.notes.extend(l3_notes)
     return result
+
+
+BOUND_TAPS = "bound_taps"
+
+
+def drop_unbound(table: Optional[Table], taps) -> Table:
+    """The bridge table plus the fail-closed rule: frames from any vnet* tap without a binding are
+    dropped at bridge prerouting, before the dispatch (a bound tap is in set ``bound_taps``)."""
+    drop = (Match("iifname", quoted(TAP_PREFIX + "*")), Lookup(("iifname",), BOUND_TAPS, negate=True), Verdict("drop"))
+    bound = Set(BOUND_TAPS, ("ifname",), tuple((quoted(tap),) for tap in sorted(taps)))
+    objects = list(table.objects) if table is not None else []
+    for index, obj in enumerate(objects):
+        if isinstance(obj, Chain) and obj.name == DIRECTIONS[0][3]:
+            objects[index] = dataclasses.replace(obj, rules=(drop,) + obj.rules)
+            break
+    else:
+        objects.append(Chain(DIRECTIONS[0][3], (drop,), Hook(DIRECTIONS[0][4], DIRECTIONS[0][5])))
+    return Table(L2[0], L2[1], tuple([bound] + objects))
 
 
 def _map(name, elements):

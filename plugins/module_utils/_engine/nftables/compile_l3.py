@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 from . import matches as M
+from .tables import L3, MARK
 from .writer import Chain, CountUpdate, Hook, Lookup, Map, Match, Reject, SetMark, Set, Table, Verdict, VerdictMap, \
     quoted, render_rule
 from ..errors import ResolveError
@@ -43,8 +44,6 @@ from ..language import values as V
 from ..language.copies import RuleView, family_of, l3_copies
 from ..language.model import Instantiation
 
-MARK_TABLE = ("bridge", "hfw_nwfilter_mark")
-TABLE = ("inet", "hfw_nwfilter")
 IN_MARK, OUT_MARK = 0x48460000, 0x48470000
 # kind -> (dispatch map, mark base, base chain, hook, priority, extra base-chain rule)
 KINDS = (("FI", "from_guest", IN_MARK, "prerouting", "prerouting", "mangle",
@@ -322,8 +321,8 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
     declared = [dataclasses.replace(key, name=name) if isinstance(key, Set) else Set(name, key, tuple(elements))
                 for name, (key, elements) in sorted(sets.items())]
     inet = [Chain(name, tuple(rules)) for name, rules in sorted(chains.items())]
-    tables = {TABLE: Table(TABLE[0], TABLE[1], tuple(maps + declared + inet + bases)),
-              MARK_TABLE: _mark_table(ports, number)}
+    tables = {L3: Table(L3[0], L3[1], tuple(maps + declared + inet + bases)),
+              MARK: _mark_table(ports, number)}
     notes.insert(0, "nftables: %d NICs with layer 3/4 rules share %d chains in table inet hfw_nwfilter (ports "
                     "are told apart by the packet mark set in table bridge hfw_nwfilter_mark; their host "
                     "addresses live in sets keyed by mark)" % (len(ports), len(chains)))
@@ -333,7 +332,7 @@ def compile_nics(instantiations: Sequence[Instantiation]) -> Tuple[Dict[Tuple[st
 def _mark_table(ports, number):
     ins = tuple(((quoted(dev),), "0x%08x" % (IN_MARK + number[dev])) for dev in ports)
     outs = tuple(((quoted(dev),), "0x%08x" % (OUT_MARK + number[dev])) for dev in ports)
-    return Table(MARK_TABLE[0], MARK_TABLE[1], (
+    return Table(MARK[0], MARK[1], (
         Map("in_port", ("ifname",), "mark", ins), Map("out_port", ("ifname",), "mark", outs),
         Chain("prerouting", ((SetMark("iifname", "in_port"),),), Hook("prerouting", "filter")),
         Chain("forward", ((SetMark("oifname", "out_port"),),), Hook("forward", "filter"))))

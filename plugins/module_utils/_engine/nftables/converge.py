@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Converge the nftables tables we own: read, plan by diff, apply in one ``nft -f``, verify.
 
-We own whole tables by name (OWNED_TABLES) and never read or write any other.  A changed table
+We own whole tables by name (tables.py) and never read or write any other.  A changed table
 is replaced in one transaction: ``table F N`` (creates it if absent) + ``delete table F N`` +
 its full definition, all in one ``nft -f`` file, which the kernel commits atomically: a packet
 sees the old table or the new one, never none.
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
+from . import inspect as _inspect
+from . import tables as _tables
 from .writer import render_table
 from ..errors import ApplyError, ConvergeError
+from ..shapes import Result, TableChange
 
-# the NIC tables: L2 rules, the port marks and the layer 3/4 rules (see _compile_nft_l3)
-OWNED_TABLES = (("bridge", "hfw_nwfilter"), ("bridge", "hfw_nwfilter_mark"), ("inet", "hfw_nwfilter"))
 _OBJECT = re.compile(r"^(set|map|chain)\s+(\S+)\s*\{$")
 _INT = re.compile(r"^(0x[0-9a-fA-F]+|[0-9]+)$")
 PROBE_TABLE = "hfw_probe"
@@ -109,7 +110,7 @@ class NftPlan:
                 for key, text in sorted(self.changes.items())]
 
 
-def read_live(runner, tables=OWNED_TABLES):
+def read_live(runner, tables=_tables.NICS):
     """{(family, name): text} of the owned tables that exist.
 
     Each table is asked for by name: ``nft list tables`` fetches the whole ruleset first, which
@@ -125,7 +126,7 @@ def read_live(runner, tables=OWNED_TABLES):
     return live
 
 
-def plan(desired, live, tables=OWNED_TABLES) -> NftPlan:
+def plan(desired, live, tables=_tables.NICS) -> NftPlan:
     """The tables of ``tables`` whose desired form (a writer Table, absent = none) differs from the live text."""
     result = NftPlan()
     for key in tables:
@@ -171,27 +172,50 @@ def probe(runner, layer34=False):
         )
 
 
-@dataclass
-class NftResult:
-    changed: bool
-    diff: List[dict]
-    payload: str
+def changed_chains(the_plan):
+    """Labels (``FAMILY TABLE CHAIN``) of the chains a plan adds, rewrites or removes."""
+    out = []
+    for key, text in sorted(the_plan.changes.items()):
+        want, have = parse_table(text), parse_table(the_plan.before.get(key, ""))
+        names = {name for kind, name in list(want) + list(have) if kind == "chain"}
+        out += ["%s %s %s" % (key + (name,)) for name in sorted(names)
+                if want.get(("chain", name)) != have.get(("chain", name))]
+    return out
 
 
-def converge(desired, runner, check_mode=False, tables=OWNED_TABLES) -> NftResult:
-    """Make the owned nft tables equal ``desired``; one transaction; verify by reading back."""
+def table_changes(the_plan):
+    out = []
+    for key, text in sorted(the_plan.changes.items()):
+        want, have = parse_table(text), parse_table(the_plan.before.get(key, ""))
+        chains = [name for kind, name in set(want) | set(have) if kind == "chain"
+                  and want.get(("chain", name)) != have.get(("chain", name))]
+        out.append(TableChange("nft %s %s" % key, tuple(sorted(c for c in chains if ("chain", c) in want)),
+                               tuple(sorted(c for c in chains if ("chain", c) not in want))))
+    return out
+
+
+def converge(desired, runner, check_mode=False, tables=_tables.NICS) -> Result:
+    """Make the owned nft tables equal ``desired``; one ``nft -f`` (one transaction); verify by
+    reading back.  The only write is that one call: a kill at any instant leaves the old tables
+    or the new ones."""
     live = read_live(runner, tables)
     the_plan = plan(desired, live, tables)
-    result = NftResult(not the_plan.is_empty(), the_plan.diff(), the_plan.payload())
+    rebuilt = []
+    if the_plan.changes:
+        rebuilt = _inspect.rebuilt_devices({key: parse_table(render_table(desired[key])) for key in tables if key in desired},
+                                           {key: parse_table(text) for key, text in live.items()})
+    result = Result(not the_plan.is_empty(), the_plan.diff(), {"nft": the_plan.payload()} if the_plan.changes else {},
+                    changed_chains(the_plan), rebuilt, table_changes(the_plan))
     if check_mode or the_plan.is_empty():
         return result
     if any(desired.get(key) for key in the_plan.changes):
-        probe(runner, layer34=bool(desired.get(("inet", "hfw_nwfilter"))))
-    rc, _out, err = runner.nft(["-f", "-"], data=result.payload)
+        probe(runner, layer34=bool(desired.get(_tables.L3)))
+    payload = result.payloads["nft"]
+    rc, _out, err = runner.nft(["-f", "-"], data=payload)
     if rc != 0:
         # nft -f is one transaction: nothing of it was applied
         raise ApplyError("nft -f failed (rc %d), nothing was changed: %s" % (rc, err.strip()),
-                         rc=rc, stderr=err, payload=result.payload)
+                         rc=rc, stderr=err, payload=payload)
     rest = plan(desired, read_live(runner, tables), tables)
     if not rest.is_empty():
         # the store keeps its old state on any error: put the tables back too, so both agree

@@ -27,12 +27,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Sequence, Tuple
 
+from .tables import NETWORK_FAMILIES, NETWORK_NAME
 from .writer import Chain, Hook, Match, Nat, Reject, Table, Verdict, quoted
 from ..language import network as _network
 
-TABLE = "libvirt_network"
-FAMILIES = (("ip4", "ip"), ("ip6", "ip6"))
-TABLES = tuple((family, TABLE) for _tool, family in FAMILIES)
 _CHAINS = ("guest_output", "guest_input", "guest_cross")
 _FORWARD = Hook("forward", "filter")
 _NAT = Hook("postrouting", "srcnat", type="nat")
@@ -119,11 +117,11 @@ def compile_networks(networks: Sequence[_network.Network]) -> Dict[Tuple[str, st
     for tool, chain, rule in reversed([item for net in networks for item in _network_inserts(net)]):
         rules[(tool, chain)].append(rule)
     tables = {}
-    for tool, family in FAMILIES:
+    for tool, family in NETWORK_FAMILIES:
         forward = Chain("forward", tuple((Verdict("jump", name),) for name in reversed(_CHAINS)), _FORWARD)
         parts = [forward] + [Chain(name, tuple(rules[(tool, name)])) for name in _CHAINS]
         parts.append(Chain("guest_nat", tuple(rules[(tool, "guest_nat")]), _NAT))
-        tables[(family, TABLE)] = Table(family, TABLE, tuple(parts))
+        tables[(family, NETWORK_NAME)] = Table(family, NETWORK_NAME, tuple(parts))
     return tables
 
 

@@ -62,22 +62,6 @@ def ipt_nic(kind, dev, tool="ip4"):
     return _checked(tool, "%s-%s" % (kind, check_device(dev)))
 
 
-def check_injective(devices):
-    """Refuse a set of bound taps that would share chain names.
-
-    ebtables sub-chains are ``I-DEV-SUFFIX``: taps ``gw`` and ``gw-arp`` both give ``I-gw-arp-mac``.
-    ``D1-S1 == D2-S2`` with ``D1`` shorter needs ``D2`` to start with ``D1 + '-'``, so refusing exactly
-    those pairs makes every name (root, sub-chain, iptables chain) belong to one tap."""
-    present = set(devices)
-    for dev in sorted(present):
-        for cut, char in enumerate(dev):
-            if char == "-" and dev[:cut] in present:
-                raise DeviceNameError(
-                    "taps '%s' and '%s' would share ebtables chain names (e.g. I-%s-...): rename one of them; "
-                    "a bound tap's name must not be another bound tap's name followed by '-'" % (dev[:cut], dev, dev),
-                    devices=[dev[:cut], dev])
-
-
 def is_owned_chain(tool, table, name, manage_networks=True):
     """True for a chain we own.  Network chains count only where the host store manages networks."""
     if tool == "eb":

@@ -12,10 +12,11 @@ compiler's output, written in the tool's printed form, compares equal to what th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import OwnershipError, SaveParseError
+from ..shapes import Scope
 from .names import device_of_chain, is_fixed_hook, is_owned_chain
 from .ruleset import Chain, Ruleset, TableState, is_builtin_chain
 from ..host.runner import TOOLS
@@ -30,43 +31,6 @@ _JUMP_OPTS = ("-j", "--jump", "-g", "--goto")
 # (tool, table, built-in chain) -> absolute 1-based positions of our hooks, parallel to
 # TableState.hooks_of(built-in chain)
 HookPositions = Dict[Tuple[str, str, str], Tuple[int, ...]]
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What this host store owns: network chains or not, and NICs that belong to someone else.
-
-    Ownership is what the store recorded writing (``ledger``, a host.ledger.Ledger): a chain named
-    like ours that is not recorded is someone else's and is neither changed nor removed.  A store
-    kept before the ledger existed has none; then the chains of ``implied_devices`` (the devices its
-    bindings put chains on) are ours, and the global and network chains as before.  Without either,
-    every chain with one of our names is ours (rendering, parsing fixtures).
-
-    ``wanted``: the chains the run writes.  An owned chain it no longer wants that another tool's
-    chain jumps to (``DOCKER-USER -j FI-trusted``) is handed over: left as it is, with every stale chain
-    it jumps to, since the kernel would refuse to delete it and the other tool relies on it.
-
-    ``adopted_devices``: NICs explicitly taken over from libvirtd (bound here while libvirtd's binding
-    files still name them): their chains are ours by name, so libvirtd's leftovers on them go.
-
-    ``claims``: (tool, table, chain) of per-device chains a run writes for the first time; they are
-    ours.  One that already exists before the run wrote anything was written by someone else: the
-    run's first read raises OwnershipError naming it and the fix (``unclaimed()`` is the scope for
-    the reads after that one, when the run's own writes may have created them).
-    """
-
-    manage_networks: bool = True
-    foreign_devices: frozenset = frozenset()
-    ledger: object = None
-    implied_devices: Optional[frozenset] = None
-    adopted_devices: frozenset = frozenset()
-    claims: frozenset = frozenset()
-    claims_checked: bool = False
-    # (tool, table, chain) the run wants; None: no judgement (an owned chain is ours whatever it is)
-    wanted: Optional[frozenset] = None
-
-    def unclaimed(self):
-        return replace(self, claims_checked=True)
 
 
 @dataclass

@@ -109,5 +109,5 @@ def test_check_mode_never_probes_tc_csum():
             raise AssertionError("check mode ran the tc probe")
 
     net = _network.network_from_params(dict(name="n", bridge="br0", mode="nat", ipv4="192.168.5.1/24", dhcp=True))
-    warnings = _backend.network_warnings("nftables", [net], NoProbe(), check_mode=True)
+    warnings = _backend.select("nftables").network_warnings([net], NoProbe(), check_mode=True)
     assert len(warnings) == 1 and "DHCP on br0" in warnings[0]

@@ -16,6 +16,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtable
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import compile as _compile_xt  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import runtime as _runtime  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import DeviceNameError, FilterXMLError
@@ -265,6 +266,7 @@ def test_service_places_guest_bindings_on_their_taps(tmp_path):
                                       "<mac srcmacaddr='$MAC' match='no'/></rule></filter>")[0]
     state = _store.StoreState(filters={"f": flt}, bindings={A.key: A, B.key: B}, drop_unbound_taps=True)
     runtime = {"guest-a": GuestRecord("guest-a", True, (GuestNic(MAC_A, "vnet5"),))}
-    desired, _warnings = _service.build_desired(state, links={"vnet5": None}, runtime=runtime)
+    desired, _warnings = _service.build_desired(state, _backend.select("xtables"), links={"vnet5": None},
+                                                runtime=runtime)
     hooks = desired[("eb", "nat")].hooks
     assert hooks == (("PREROUTING", "-i vnet5 -j libvirt-I-vnet5"), ("PREROUTING", "-i vnet+ -j DROP"))

@@ -363,7 +363,7 @@ def test_a_bug_anywhere_in_the_kernel_step_puts_the_store_back_with_one_message(
     def broken(*_args, **_kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(_backend, "converge_both", broken)
+    monkeypatch.setattr(_backend, "converge_all", broken)
     with pytest.raises(ApplyError, match=r"unexpected KeyError while converging the kernel: 'surprise' \(a bug: "
                                          r"please report it\); the store was put back"):
         bind(root, host, "hfw-ip-only")

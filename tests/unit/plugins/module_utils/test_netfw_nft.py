@@ -7,10 +7,10 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import networks as _netfw_nft  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import tables as _tables  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
 
 DEFAULT = dict(name="default", bridge="virbr0", ipv4="192.168.122.1/24")
 
@@ -95,25 +95,24 @@ class Probe:
 
 def test_network_warnings_probe_only_for_nftables_with_dhcp():
     probe = Probe(False)
-    assert _backend.network_warnings("xtables", [net(dhcp=True)], probe) == [] and probe.calls == 0
-    assert _backend.network_warnings("nftables", [net()], probe) == [] and probe.calls == 0
-    warnings = _backend.network_warnings("nftables", [net(dhcp=True)], probe)
+    xtables, nftables = _backend.select("xtables"), _backend.select("nftables")
+    assert xtables.network_warnings([net(dhcp=True)], probe, False) == [] and probe.calls == 0
+    assert nftables.network_warnings([net()], probe, False) == [] and probe.calls == 0
+    warnings = nftables.network_warnings([net(dhcp=True)], probe, False)
     assert probe.calls == 1 and "CONFIG_NET_ACT_CSUM" in warnings[0]
 
 
 def test_network_tables_are_owned_only_when_the_store_manages_networks():
-    assert ("ip", "libvirt_network") in _backend.owned_tables(Scope(manage_networks=True))
-    assert _backend.owned_tables(Scope(manage_networks=False)) == _nft.OWNED_TABLES
+    assert ("ip", "libvirt_network") in _tables.owned(manage_networks=True)
+    assert _tables.owned(manage_networks=False) == _tables.NICS
+    assert not any(key in _tables.NICS for key in _tables.NETWORKS)
 
 
 def test_build_desired_puts_networks_in_nft_tables_not_in_libvirt_chains():
     state = _store.StoreState(networks={"default": net()}, manage_networks=True)
-    nft_out = []
-    desired, _warnings = _service.build_desired(state, devices=set(), nft_out=nft_out)
-    assert ("ip", "libvirt_network") in nft_out[0].tables
-    assert not any(name.startswith("LIBVIRT_") for st in desired.values() for name, ch in st.chains.items()
-                   if ch.rules)
-    xt, _warnings = _service.build_desired(state, devices=set())
+    desired, _warnings = _service.build_desired(state, _backend.select("nftables"), devices=set())
+    assert ("ip", "libvirt_network") in desired.tables
+    xt, _warnings = _service.build_desired(state, _backend.select("xtables"), devices=set())
     assert any(ch.rules for st in xt.values() for name, ch in st.chains.items() if name.startswith("LIBVIRT_"))
 
 

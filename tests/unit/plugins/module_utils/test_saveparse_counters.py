@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import save_parse as _saveparse  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import SaveParseError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import SaveParseError, ToolMissingError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import CountedRule, Scope
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "save")
@@ -88,20 +88,26 @@ class DumpRunner:
     def list_devices(self):
         return {"lo", "br0", "vnet0", "vnet1"}
 
+    def which(self, _tool):
+        return None
+
+    def nft(self, _args, data=None):
+        raise ToolMissingError("no nft on this host")
+
 
 def test_gather_groups_counted_rules_by_device_and_network(tmp_path):
     (tmp_path / "networks").mkdir()  # a store that manages networks
     gathered = _service.gather(DumpRunner(), _store.load_store(str(tmp_path)))
-    vnet0 = gathered["chains_by_device"]["vnet0"]
+    vnet0 = gathered.by_device["vnet0"]
     assert sorted(vnet0) == ["ebtables nat %s" % c for c in EB_OWNED] + [
         "iptables filter FI-vnet0", "iptables filter FO-vnet0", "iptables filter HI-vnet0"]
     assert vnet0["ebtables nat I-vnet0-ipv4-ip"][-1] == dict(rule="-j DROP", packets=3, bytes=138)
     assert vnet0["iptables filter FI-vnet0"] == [dict(rule="-p udp -m udp --dport 40009 -j DROP", packets=2, bytes=88)]
-    assert gathered["networks"]["iptables filter LIBVIRT_FWX"] == [
+    assert gathered.networks["iptables filter LIBVIRT_FWX"] == [
         dict(rule="-i br0 -o br0 -j ACCEPT", packets=9, bytes=508)]
-    assert set(gathered["chains_by_device"]) == {"vnet0"}
+    assert set(gathered.by_device) == {"vnet0"}
 
 
 def test_gather_without_managed_networks_reports_no_network_chains(tmp_path):
     gathered = _service.gather(DumpRunner(), _store.load_store(str(tmp_path)))
-    assert gathered["networks"] == {} and "vnet0" in gathered["chains_by_device"]
+    assert gathered.networks == {} and "vnet0" in gathered.by_device

@@ -145,6 +145,12 @@ class FakeRunner:
     def save_counters(self, tool):
         return self.sims[tool].save(counters=True)
 
+    def nft(self, args, data=None):
+        raise ToolMissingError("nft is not installed on this simulated host")
+
+    def tc_csum_available(self):
+        return False
+
     def restore(self, tool, payload):
         self.restores.append((tool, payload))
         if tool in self.fail_on:

@@ -117,7 +117,7 @@ def test_iptables_rules_keep_the_foreign_policy_and_warn_about_bridge_netfilter(
     # <tcp> is IPv4 only (IPv6 would be <tcp-ipv6>): nothing for ip6tables
     assert [tool for tool, _payload in host.restores] == ["eb", "ip4"]
     assert result["warnings"] == [
-        "net.bridge.bridge-nf-call-iptables is 0: iptables/ip6tables rules never see bridged guest traffic; "
+        "net.bridge.bridge-nf-call-iptables is 0: layer 3/4 rules never see bridged guest traffic; "
         "set it to 1 (the hypervisor role does, when asked)"]
     ip4 = host.dumps()["ip4"].splitlines()
     assert ":FORWARD DROP [0:0]" in ip4 and "-A FORWARD -j DOCKER-USER" in ip4

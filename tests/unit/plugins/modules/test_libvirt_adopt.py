@@ -14,6 +14,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import adopt as _adopt  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.plan import plan
@@ -55,8 +56,9 @@ def host(tmp_path):
     """libvirtd's rules as it would have loaded them, except one address that changed since."""
     lr.make_root(str(tmp_path / "host"), BINDINGS)
     runner = LibvirtHostFake()
-    desired, _warnings = _service.build_desired(imported_state(str(tmp_path / "host")))
-    for label, payload in _service.render_payloads(desired).items():
+    xtables = _backend.select("xtables")
+    desired, _warnings = _service.build_desired(imported_state(str(tmp_path / "host")), xtables)
+    for label, payload in xtables.render(desired).items():
         tool = {"ebtables": "eb", "iptables": "ip4", "ip6tables": "ip6"}[label]
         if tool == "eb":  # clean-traffic checks the address in ebtables (no-ip-spoofing)
             assert "192.168.122.10" in payload
@@ -94,11 +96,11 @@ def test_takeover_rewrites_only_the_stale_chain_in_one_restore_then_is_idempoten
     assert lines[0] == "*nat" and "-X" not in " ".join(lines)
     assert lines[-1] == "COMMIT" and all(line.startswith((":I-vnet0-", "-A I-vnet0-")) for line in lines[1:-1]), lines
     state = _store.load_store(str(tmp_path / "store"))
+    desired = _service.build_desired(state, _backend.select("xtables"))[0]
     # the ledger now records what the takeover wrote: every chain of the desired state
-    assert state.ledger.chains == {(key[0], key[1], chain) for key, table in _service.build_desired(state)[0].items()
-                                   for chain in table.chains}
+    assert state.ledger.chains == {(key[0], key[1], chain) for key, table in desired.items() for chain in table.chains}
     assert state.with_changes(ledger=None) == imported_state(str(tmp_path / "host"))
-    assert live_plan(host, _service.build_desired(state)[0]).tables == ()
+    assert live_plan(host, desired).tables == ()
     again = _actions.libvirt_adopt(params(tmp_path), check_mode=False, runner=host)
     assert not again["changed"] and again["diff"] == [] and len(host.restores) == 1
 

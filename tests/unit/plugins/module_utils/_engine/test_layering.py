@@ -5,7 +5,8 @@
 
 - language/ (what filters and networks mean) imports nothing of the engine but itself and errors;
 - host/ (store, runner, placement) imports no backend and nothing above it;
-- nftables/ never imports xtables/ and the reverse: what both need lives in language/.
+- nftables/ never imports xtables/ and the reverse: what both need lives in language/;
+- above them, only backend.py (the seam) imports a backend package.
 """
 
 import ast
@@ -23,7 +24,8 @@ FORBIDDEN = {
     "xtables": {"nftables", "top"},
     "nftables": {"xtables", "top"},
 }
-ALLOWED_TOP = {"errors"}
+# the typed errors and the shapes every backend returns sit at the top but import nothing
+ALLOWED_TOP = {"errors", "shapes"}
 
 
 def imports_of(source, package):
@@ -74,3 +76,14 @@ def test_the_checker_sees_each_kind_of_import():
     assert imports_of(source, "nftables") == {"xtables", "top", "nftables", "language"}
     assert imports_of("from .nftables import writer\nfrom . import backend\n", "") == {"nftables", "top"}
     assert imports_of("import ansible_collections.x._engine.xtables\n", "host") == {"absolute"}
+
+
+def test_only_the_seam_imports_a_backend():
+    importers = sorted(name for name in os.listdir(ENGINE) if name.endswith(".py")
+                       and engine_imports(os.path.join(ENGINE, name)) & {"xtables", "nftables"})
+    assert importers == ["backend.py"]
+
+
+def test_the_top_modules_the_backends_may_import_import_no_engine_module():
+    for name in ALLOWED_TOP:
+        assert engine_imports(os.path.join(ENGINE, name + ".py")) == set()
