@@ -9,6 +9,7 @@ import re
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ToolMissingError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import network as _network
@@ -93,9 +94,12 @@ def test_switching_backends_is_the_same_converge_both_ways(tmp_path):
     assert "vnet0" in to_nft.rebuilt_devices
     back = _service.reconcile(store, lambda s: (s, []), host, False, lock_file=lock, backend="xtables")
     assert back.rules_changed and host.nft_tables == {}
-    assert not _backend.drifted_all(_backend.select("xtables"),
-                                    _service.desired_for_host(store, back.after, host).desired, host,
-                                    _service.desired_for_host(store, back.after, host).scope)
+    settled = _service.desired_for_host(store, _store.load_store(store), host)
+    assert settled.backend is _backend.select("xtables")
+    assert not _backend.drifted_all(settled.backend, settled.desired, host, settled.scope)
+    host.nft_tables[_tables.L2] = "table bridge hfw_nwfilter {\n\tchain c {\n\t}\n}\n"
+    assert not _backend.drifted_all(settled.backend, settled.desired, host, settled.scope), \
+        "a table named like ours that the ledger does not hold is someone else's"
 
 
 def test_an_absent_tool_set_is_not_converged(tmp_path):
