@@ -113,7 +113,7 @@ def _value(protocol, attr, datatype, value):
 
 
 def attribute_cases():
-    """(protocol, attr, value, negate, direction) over the whole table."""
+    """(protocol, attr, value, negate, direction[, other attributes]) over the whole table."""
     missing = sorted({datatype for attrs in S.PROTOCOLS.values() for _n, datatype in attrs} - set(SAMPLES))
     assert not missing, "no samples for datatype(s) %s: add them to SAMPLES" % missing
     for protocol, attrs in S.PROTOCOLS.items():
@@ -127,10 +127,16 @@ def attribute_cases():
     for value in ("0x600", "1536"):
         for direction in ("in", "out"):
             yield "mac", "protocolid", value, False, direction
+    # ICMP type 255 is iptables' wildcard whatever the code
+    for protocol in ("icmp", "icmpv6"):
+        for code in ("0", "5", "255"):
+            for negate in (False, True):
+                yield protocol, "code", code, negate, "out", {"type": "255"}
 
 
-def _rule_xml(protocol, attr, value, negate, direction):
+def _rule_xml(protocol, attr, value, negate, direction, given=None):
     attrs = dict(_extra(protocol, attr), **_companion(protocol, attr))
+    attrs.update(given or {})
     if attr == "ipsetflags":
         attrs["ipset"] = SETS[_version(protocol)]
     attrs[attr] = value

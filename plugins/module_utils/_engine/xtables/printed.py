@@ -119,9 +119,10 @@ def ipt_mac(addr):
 
 
 def icmp_type(base, type_num, code=None):
-    """iptables' ``--icmp-type``/``--icmpv6-type`` value: ``T`` or ``T/C``; ICMP type 255 without
-    a code is the kernel's wildcard, which iptables prints as ``any``."""
-    if base == "icmp" and type_num == 255 and code is None:
+    """iptables' ``--icmp-type``/``--icmpv6-type`` value: ``T`` or ``T/C``.  ICMP type 255 is
+    iptables' wildcard: it matches every type and code, and prints as ``any`` whatever code was
+    given (ip6tables has no such wildcard)."""
+    if base == "icmp" and type_num == 255:
         return "any"
     return str(type_num) if code is None else "%d/%d" % (type_num, code)
 

@@ -190,6 +190,20 @@ CASES = {
         R("accept", "out", "igmp", []),
         R("drop", "inout", "all", [], priority=1000),
     )],
+    # values whose printed form differs from the obvious one (xtables/printed.py)
+    "printed-edges": [nic(
+        "vnet0",
+        R("accept", "out", "icmp", [("type", "255")]),
+        R("accept", "out", "icmp", [("type", "255"), ("code", "0")], priority=510),
+        R("accept", "in", "tcp", [("srcmacaddr", "12:34:56:78:9a:bc")], negate=True, priority=520),
+        R("accept", "out", "mac", [("protocolid", "1536")], priority=530),
+        R("accept", "out", "mac", [("protocolid", "1537")], priority=540),
+        R("accept", "out", "arp", [("arpsrcmacaddr", "ff:ff:ff:ff:ff:ff"), ("arpdstmacaddr", "01:80:c2:00:00:00")],
+          priority=550),
+        R("accept", "in", "stp", [("root-address", "01:80:c2:00:00:00"), ("sender-address", "ff:ff:ff:ff:ff:ff")],
+          priority=560),
+        R("accept", "out", "mac", [("srcmacaddr", "ff:ff:ff:ff:ff:ff")], priority=570),
+    )],
     "icmp": [nic(
         "vnet0",
         R("accept", "out", "icmp", [("type", "8")]),

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Printed forms (xtables/printed.py) and the rules the tools cannot show back, on fixtures.
 
-tests/integration/test_printed_forms.py checks the same table against the real tools.
+tests/integration/test_printed_forms.py checks the whole attribute table against the real tools.
 """
 
 import pytest
@@ -32,7 +32,9 @@ def rules(ruleset, tool, table, chain):
     ("<rule action='accept' direction='out'><icmp type='255'/></rule>", "ip4", "filter", "FI-vnet0",
      "-p icmp -m icmp --icmp-type any"),
     ("<rule action='accept' direction='out'><icmp type='255' code='3'/></rule>", "ip4", "filter", "FI-vnet0",
-     "-p icmp -m icmp --icmp-type 255/3"),
+     "-p icmp -m icmp --icmp-type any"),
+    ("<rule action='accept' direction='out'><icmpv6 type='255' code='3'/></rule>", "ip6", "filter", "FI-vnet0",
+     "-p ipv6-icmp -m icmp6 --icmpv6-type 255/3"),
     ("<rule action='accept' direction='in'><tcp srcmacaddr='12:34:56:78:9A:BC'/></rule>", "ip4", "filter",
      "FO-vnet0", "-p tcp -m mac --mac-source 12:34:56:78:9a:bc"),
     ("<rule action='accept' direction='out'><mac protocolid='0x600'/></rule>", "eb", "nat", "libvirt-I-vnet0",
