@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: contributors to hypervisor.firewall
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -22,7 +21,8 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
+sys.path[:0] = [os.path.join(ROOT, "tests")]
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ResolveError  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _fx  # noqa: E402
