@@ -1,5 +1,5 @@
-# Copyright: hypervisor.firewall contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """Documentation shared by every module of hypervisor.firewall."""
 
@@ -11,6 +11,15 @@ class ModuleDocFragment:
     read-only modules (common.info_attributes)."""
 
     DOCUMENTATION = r"""
+requirements:
+  - On the hypervisor, Python 3.8 or later (every Python ansible-core 2.19 can target; the collection's
+    tests compile and import the modules under 3.8 to 3.13)
+  - On the hypervisor, the Python libraries C(lxml) and C(netaddr) (Debian, Ubuntu, EL and Fedora packages
+    C(python3-lxml) and C(python3-netaddr)); a module names every missing one in one message
+  - On the hypervisor, the tools of the backend in use, with their C(-save) and C(-restore) programs
+    C(iptables), C(ip6tables) and C(ebtables) (backend C(xtables)); C(nft) (backend C(nftables))
+  - "Root on the hypervisor (C(become: true)) for every state that reads or writes the kernel or the store;
+    a module that fails for want of privilege says so. C(state=rendered) needs neither root nor the tools"
 options:
   config_dir:
     description:

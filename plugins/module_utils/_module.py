@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -39,10 +41,25 @@ def common_argument_spec(with_backend=True, **extra):
     return spec
 
 
+# The libraries the modules need on the host, with the packages that provide them there.
+LIBRARIES = (("lxml", "python3-lxml"), ("netaddr", "python3-netaddr"))
+
+
+def missing_libraries():
+    """[(library, package, traceback)] of every library that failed to import, in one list."""
+    errors = {"lxml": LXML_IMPORT_ERROR, "netaddr": NETADDR_IMPORT_ERROR}
+    return [(name, package, errors[name]) for name, package in LIBRARIES if errors[name]]
+
+
 def check_libraries(module):
-    for name, error in (("lxml", LXML_IMPORT_ERROR), ("netaddr", NETADDR_IMPORT_ERROR)):
-        if error:
-            module.fail_json(msg=missing_required_lib(name), exception=error)
+    """Fail once, naming every missing library (not the first one, then the next one next run)."""
+    missing = missing_libraries()
+    if missing:
+        names = ", ".join(name for name, _package, _error in missing)
+        packages = " ".join(package for _name, package, _error in missing)
+        module.fail_json(msg="%s (the distribution packages: %s)" % (missing_required_lib(names), packages),
+                         missing_libraries=[name for name, _package, _error in missing],
+                         exception="\n".join(error for _name, _package, error in missing))
 
 
 def run_action(module, action, *args):
@@ -60,10 +77,28 @@ def run_action(module, action, *args):
         fail_on_engine_error(module, exc)
     for warning in result.pop("warnings", []):
         module.warn(warning)
+    if not module._diff:
+        # the before/after text of every owned chain is big on a big host: only --diff asks for it
+        result.pop("diff", None)
     module.exit_json(**result)
+
+
+# What the kernel and the file system say to a user who is not root (strerror of EACCES, EPERM).
+_DENIED = (os.strerror(errno.EACCES), os.strerror(errno.EPERM), "you must be root")
+
+
+def privilege_hint(msg, euid=None):
+    """``msg`` with "run as root (become: true)" when it failed for want of privilege, else as it is.
+
+    The engine's own advice (fix config_dir, fix its permissions) points the wrong way when the
+    task simply did not run as root, which is the common case."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0 and any(text in msg for text in _DENIED):
+        return "%s; the task does not run as root: run it as root (become: true)" % msg
+    return msg
 
 
 def fail_on_engine_error(module, exc):
     """The one place an engine error becomes a module failure."""
     context = {k: v for k, v in exc.context.items() if v is not None}
-    module.fail_json(msg=exc.msg, error=type(exc).__name__, **context)
+    module.fail_json(msg=privilege_hint(exc.msg), error=type(exc).__name__, **context)

@@ -45,10 +45,13 @@ options:
     elements: raw
   strict:
     description:
-      - libvirt ignores unknown elements and attributes and turns a bad rule priority into 500.
-        With V(false) this module does the same and warns; with V(true) those are errors.
+      - With V(true) (the default) an unknown element or attribute, or a bad rule priority, is an error and
+        nothing changes. A typo such as C(<tpc dstportstart='25'/>) in a rule would otherwise leave a rule
+        without a protocol, which matches ALL traffic, and libvirt's own schema rejects such a document.
+      - With V(false) the module accepts what libvirt's parser accepts, as libvirt does (unknown elements and
+        attributes ignored, a bad priority turned into 500), and warns for each.
     type: bool
-    default: false
+    default: true
   state:
     description:
       - V(present) defines or redefines the filter; V(absent) removes it. Removal is refused while
@@ -149,7 +152,7 @@ def main():
             xml=dict(type="str"),
             definition=dict(type="dict"),
             filters=dict(type="list", elements="raw"),
-            strict=dict(type="bool", default=False),
+            strict=dict(type="bool", default=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("xml", "definition")],

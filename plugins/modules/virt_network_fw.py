@@ -30,10 +30,10 @@ options:
     description: The bridge device, e.g. C(virbr0). Required with O(state=present) unless O(network_xml) is given.
     type: str
   mode:
-    description: Forward mode.
+    description:
+      - Forward mode. When not given, V(nat) (with O(network_xml), its C(<forward>) says).
     type: str
     choices: [isolated, nat, route, open]
-    default: nat
   ipv4:
     description:
       - The bridge's IPv4 address with prefix, e.g. C(192.168.122.1/24), or a list of them.
@@ -53,34 +53,34 @@ options:
       - The network serves DHCP on its IPv4 address (libvirt's C(<dhcp>) with a range), which adds
         libvirt's checksum fix for DHCP replies.
       - Like libvirt, the host accepts DHCP (udp/tcp 67, DHCPv6 udp 547) and DNS from the guests whatever
-        this says; a C(<network>) without C(<dhcp>) is libvirt's default, hence V(false).
+        this says; a C(<network>) without C(<dhcp>) is libvirt's default, hence V(false) when not given.
     type: bool
-    default: false
   dns:
     description:
       - The network runs its DNS server (libvirt's C(<dns enable=...>)); kept in the stored network XML.
       - Like libvirt, the host accepts DNS (udp/tcp 53) from the guests either way.
+      - V(true) when not given.
     type: bool
-    default: true
   tftp:
-    description: Accept TFTP from guests to the host.
+    description: Accept TFTP from guests to the host. V(false) when not given.
     type: bool
-    default: false
   nat_ports:
-    description: Source port range for masqueraded tcp/udp traffic, C([start, end]).
+    description: Source port range for masqueraded tcp/udp traffic, C([start, end]); C([1024, 65535]) when not given.
     type: list
     elements: int
-    default: [1024, 65535]
   nat_address:
     description: SNAT to this address range instead of masquerading, C([start, end]) (end optional).
     type: list
     elements: str
   nat_ipv6:
-    description: Masquerade IPv6 too; otherwise IPv6 is routed.
+    description: Masquerade IPv6 too; otherwise IPv6 is routed. V(false) when not given.
     type: bool
-    default: false
   network_xml:
-    description: A libvirt C(<network>) document as C(virsh net-dumpxml) prints it; replaces the options above.
+    description:
+      - A libvirt C(<network>) document as C(virsh net-dumpxml) prints it.
+      - It describes the whole network, so it cannot be combined with O(bridge), O(mode), O(ipv4), O(ipv6),
+        O(forward_dev), O(dhcp), O(dns), O(tftp), O(nat_ports), O(nat_address) or O(nat_ipv6); O(name), if
+        given, must be the document's name.
     type: str
   state:
     description:
@@ -192,25 +192,30 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._module import
 )
 
 
+NETWORK_OPTIONS = ("bridge", "mode", "ipv4", "ipv6", "forward_dev", "dhcp", "dns", "tftp", "nat_ports", "nat_address",
+                   "nat_ipv6")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=common_argument_spec(
             name=dict(type="str"),
             bridge=dict(type="str"),
-            mode=dict(type="str", choices=["isolated", "nat", "route", "open"], default="nat"),
+            mode=dict(type="str", choices=["isolated", "nat", "route", "open"]),
             ipv4=dict(type="list", elements="str"),
             ipv6=dict(type="list", elements="str"),
             forward_dev=dict(type="str"),
-            dhcp=dict(type="bool", default=False),
-            dns=dict(type="bool", default=True),
-            tftp=dict(type="bool", default=False),
-            nat_ports=dict(type="list", elements="int", default=[1024, 65535]),
+            dhcp=dict(type="bool"),
+            dns=dict(type="bool"),
+            tftp=dict(type="bool"),
+            nat_ports=dict(type="list", elements="int"),
             nat_address=dict(type="list", elements="str"),
-            nat_ipv6=dict(type="bool", default=False),
+            nat_ipv6=dict(type="bool"),
             network_xml=dict(type="str"),
             state=dict(type="str", choices=["present", "absent", "rendered", "gathered"], default="present"),
         ),
-        mutually_exclusive=[("network_xml", "bridge")],
+        # the document says everything about the network: an option next to it would be ignored
+        mutually_exclusive=[("network_xml", option) for option in NETWORK_OPTIONS],
         # gathered reads every LIBVIRT_* chain: it names no network
         required_if=[("state", state, ("network_xml", "bridge", "name"), True)
                      for state in ("present", "absent", "rendered")],

@@ -10,6 +10,7 @@ fail_json; everything else is testable without Ansible by faking the Runner.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 from .errors import EngineError, FilterXMLError, StoreError
 from . import adopt as _adopt
@@ -148,6 +149,40 @@ def _suggest(name, names):
 
 # ---------------------------------------------------------------- guest_nic_filter
 
+# Variables libvirt itself reads from a binding, whatever the filter's rules say.
+LIBVIRT_VARIABLES = frozenset(("MAC", "IP", "IPV6", "CTRL_IP_LEARNING", "DHCPSERVER"))
+
+
+def check_parameters(binding, filters):
+    """Warnings for binding parameters no rule of the filter's tree reads; an error for one that
+    differs from such a variable only in case (``ip`` for ``IP``), which libvirt ignores too,
+    leaving the real variable without a value."""
+    if binding.filter not in filters:
+        return []
+    used = _resolve.variables_used(filters, binding.filter)
+    warnings = []
+    for name in sorted({key for key, _value in binding.parameters}):
+        if name in used or name in LIBVIRT_VARIABLES:
+            continue
+        same = sorted(var for var in used | LIBVIRT_VARIABLES if var.lower() == name.lower())
+        if same:
+            raise FilterXMLError(
+                "binding of %s: parameter '%s' is not a variable of filter '%s' (names are case-sensitive): "
+                "did you mean '%s'?" % (binding.label, name, binding.filter, same[0]),
+                portdev=binding.portdev, parameter=name)
+        close = difflib.get_close_matches(name, sorted(used), n=1)
+        warnings.append("binding of %s: parameter '%s' has no effect: no rule of filter '%s' (or of the filters "
+                        "it references) uses it%s" % (binding.label, name, binding.filter,
+                                                     " (did you mean '%s'?)" % close[0] if close else ""))
+    return warnings
+
+
+def _nothing_named(params, bindings):
+    """A present/absent call that names no binding and asks for no host-wide change does nothing:
+    most likely the options went missing (a variable that is not set, an empty dict)."""
+    return (not bindings and not params.get("exclusive") and params.get("drop_unbound_taps") is None)
+
+
 def _check_target(item):
     """A binding names its tap (portdev) or its guest (domain), never both, never neither."""
     if bool(item.get("portdev")) == bool(item.get("domain")):
@@ -175,15 +210,18 @@ def binding_from_params(item):
         binding = _filterxml.parse_binding_xml(item["binding_xml"])
     else:
         _check_target(item)
-        for key in ("mac", "filter"):
-            if not item.get(key):
-                raise FilterXMLError("a binding needs %s (got %r)" % (key, item), portdev=item.get("portdev"))
+        label = item.get("portdev") or "guest %s" % item.get("domain")
+        if not item.get("mac"):
+            raise FilterXMLError("binding of %s: mac is missing: give the guest NIC's MAC address (virsh "
+                                 "domiflist GUEST shows it)" % label, portdev=item.get("portdev"), option="mac")
+        if not item.get("filter"):
+            raise FilterXMLError("binding of %s: filter is missing: name the filter to bind (nwfilter_info "
+                                 "lists the defined ones)" % label, portdev=item.get("portdev"), option="filter")
         pairs = []
         for key in sorted(item.get("parameters") or {}):
             values = item["parameters"][key]
             for value in values if isinstance(values, list) else [values]:
                 pairs.append((str(key), str(value)))
-        label = item.get("portdev") or "guest %s" % item.get("domain")
         # the same checks as a <filterbinding> read back from the store: what we store must load
         ref = _filterxml._build_filterref(item["filter"], pairs, "binding of %s" % label)
         binding = Binding(portdev=item.get("portdev"), mac=item["mac"], filter=ref.filter,
@@ -255,13 +293,22 @@ def guest_nic_filter(params, check_mode, runner=None):
             )
 
     drop_unbound = params.get("drop_unbound_taps")
+    if _nothing_named(params, bindings):
+        raise FilterXMLError(
+            "guest_nic_filter with state=%s names no binding: give portdev or domain with mac and filter, a "
+            "bindings list or binding_xml (an empty bindings list removes every binding only with exclusive=true)"
+            % state_param)
 
     def mutate(state):
+        warnings = []
+        if state_param == "present":
+            for binding in bindings:
+                warnings.extend(check_parameters(binding, state.filters))
         state = _ops.set_bindings(state, bindings, present=state_param == "present",
                                   exclusive=params.get("exclusive", False), check_mode=check_mode)
         if drop_unbound is not None:
             state = state.with_changes(drop_unbound_taps=bool(drop_unbound))
-        return state, []
+        return state, warnings
 
     outcome = _reconcile(params, mutate, check_mode, runner)
     result = _base_result(outcome)

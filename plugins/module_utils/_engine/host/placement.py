@@ -120,7 +120,8 @@ def _from_links(binding, links, warnings):
 def _place_one(key, binding, runtime, links, warnings):
     if binding.portdev is not None:
         if links is not None and binding.portdev not in links:
-            warnings.append("binding for %s stored, but no device %s exists: no rules were installed for it"
+            # true in check mode too: never say "stored" of what a check run does not store
+            warnings.append("binding for %s: no device %s exists, so it gets no rules until one does"
                             % (binding.portdev, binding.portdev))
             return Placement(key, binding, None, NO_DEVICE)
         return Placement(key, binding, binding.portdev, FIXED)

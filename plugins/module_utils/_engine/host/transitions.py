@@ -9,6 +9,7 @@ it under the lock and converges the kernel to the result.
 
 from __future__ import annotations
 
+import difflib
 import uuid as uuidlib
 from dataclasses import replace
 
@@ -75,9 +76,11 @@ def set_bindings(state, bindings, present=True, exclusive=False, check_mode=Fals
         named.add(binding.key)
         if present:
             if binding.filter not in state.filters and not check_mode:
+                close = difflib.get_close_matches(binding.filter, list(state.filters), n=1)
                 raise ResolveError(
-                    "binding of %s uses filter '%s', which is not defined on this host: define it "
-                    "first (e.g. with the default_filters role)" % (binding.label, binding.filter),
+                    "binding of %s uses filter '%s', which is not defined on this host%s: define it "
+                    "first (e.g. with the default_filters role)"
+                    % (binding.label, binding.filter, " (did you mean '%s'?)" % close[0] if close else ""),
                     portdev=binding.portdev,
                 )
             current[binding.key] = binding

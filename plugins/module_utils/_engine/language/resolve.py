@@ -204,6 +204,26 @@ def _check_variables(flat, portdev):
     )
 
 
+def variables_used(filters: Mapping[str, Filter], name: str) -> set:
+    """Names of the variables that the rules of ``name``'s tree read, or that its references set.
+
+    Unknown references and cycles are left to ``instantiate``, which reports them; this only
+    answers "can a binding parameter of this name make any difference?"."""
+    used, seen, todo = set(), set(), [name]
+    while todo:
+        flt = filters.get(todo.pop())
+        if flt is None or flt.name in seen:
+            continue
+        seen.add(flt.name)
+        for entry in flt.entries:
+            if isinstance(entry, FilterRef):
+                used.update(key for key, _value in entry.parameters)
+                todo.append(entry.filter)
+            else:
+                used.update(acc[0] for acc in _rule_accesses(entry))
+    return used
+
+
 # ---------------------------------------------------------------------------------------------
 # flattening
 

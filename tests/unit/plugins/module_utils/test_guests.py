@@ -118,7 +118,7 @@ def test_a_guest_binding_wins_over_a_fixed_one_and_two_guests_on_one_tap_both_lo
 def test_fixed_bindings_keep_their_old_behaviour():
     placed, warnings = place([FIXED], {}, {"vnet9": None})
     assert placed == {"vnet0": (None, "no device")}
-    assert warnings == ["binding for vnet0 stored, but no device vnet0 exists: no rules were installed for it"]
+    assert warnings == ["binding for vnet0: no device vnet0 exists, so it gets no rules until one does"]
     assert place([FIXED, A], {}, None)[0] == {"vnet0": ("vnet0", "fixed"), A.label: (None, "not running")}
 
 

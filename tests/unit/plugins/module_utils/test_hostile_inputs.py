@@ -67,7 +67,8 @@ FIXES = (
     (r"explosion", r": shorten the value lists or walk them in step \(same iterator\) instead of combining them$"),
     (r"cycle-\d+", r"forms a reference cycle: remove one of these references$"),
     (r"unknown-filter-binding|inject-filter-name-\d+",
-     r"which is not defined on this host: define it first \(e\.g\. with the default_filters role\)$"),
+     r"which is not defined on this host( \(did you mean '[a-z-]+'\?\))?: define it first \(e\.g\. with the "
+     r"default_filters role\)$"),
     (r"unknown-ref-binding", r"\(did you mean 'no-ip-spoofing'\?\): define that filter first or fix the reference$"),
     (r"break-bound-filter", r": define that filter first or fix the reference$"),
     (r"undefine-(used|referenced)", r": remove those references first$"),
@@ -76,7 +77,7 @@ FIXES = (
     (r"bridge-9", r"needs bridge \(or network_xml\): name the bridge device$"),
     (r"bridge-\d+|forward-dev-\d+|network-xml-bridge", _DEVICE + r"\): rename the device$"),
     (r"portdev-twice", r"is bound twice in one call: give each NIC once$"),
-    (r"mac-[35]", r"a binding needs mac \(got "),
+    (r"mac-[35]", r"binding of vnet2: mac is missing: give the guest NIC's MAC address \(virsh domiflist GUEST shows it\)$"),
     (r"mac-\d+", r"is not a MAC address \(write it as 52:54:00:12:34:56\)$"),
     (r"network-ipv4-(v6|range|prefix)", r": give an IPv4 address/prefix here$"),
     (r"network-ipv6-v4", r": give an IPv6 address/prefix here$"),

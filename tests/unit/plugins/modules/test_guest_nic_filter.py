@@ -128,7 +128,7 @@ def test_a_missing_device_is_stored_with_a_warning_and_gets_rules_once_it_exists
     args = params(tmp_path, bindings=[binding("vnet5", "52:54:00:00:00:05")])
     first = _actions.guest_nic_filter(args, check_mode=False, runner=host)
     assert first["changed"] and host.restores == [] and owned(host) == {}
-    assert first["warnings"] == ["binding for vnet5 stored, but no device vnet5 exists: no rules were installed for it"]
+    assert first["warnings"] == ["binding for vnet5: no device vnet5 exists, so it gets no rules until one does"]
     assert "vnet5" in _store.load_store(str(tmp_path / "store")).bindings
     host.devices.add("vnet5")
     second = _actions.guest_nic_filter(args, check_mode=False, runner=host)
@@ -246,7 +246,7 @@ def test_main_turns_engine_warnings_into_module_warnings(tmp_path, host, monkeyp
                 filter="no-mac-spoofing")
     out = run_main(monkeypatch, capsys, args, host, warned)
     assert out["changed"] is True and out["rebuilt_devices"] == []
-    assert warned == ["binding for vnet9 stored, but no device vnet9 exists: no rules were installed for it"]
+    assert warned == ["binding for vnet9: no device vnet9 exists, so it gets no rules until one does"]
 
 
 def test_xtables_on_a_firewalld_host_warns_that_reloads_flush_it(tmp_path, host):

@@ -62,15 +62,29 @@ def network(name, bridge, **options):
 NAT = dict(bridge="br0", ipv4="192.168.100.1/24", ipv6="fd00:100::1/64", mode="nat")
 
 
-def test_module_defaults_are_libvirt_defaults():
-    """A <network> without <dhcp>, with DNS on and no NAT options: the module and Network agree."""
+def test_options_not_given_get_libvirt_defaults_in_code():
+    """The module documents no default for the per-network options (so network_xml can exclude
+    them); options left unset give libvirt's defaults: a <network> without <dhcp>, DNS on, NAT."""
     defaults = module_defaults(module)
+    assert [name for name in module.NETWORK_OPTIONS if defaults[name] is not None] == []
+    net = _network.network_from_params({name: None for name in module.NETWORK_OPTIONS} | dict(name="n", bridge="br0", ipv4=["192.168.100.1/24"]))
+    assert (net.mode, net.dhcp, net.dns, net.tftp, net.nat_ipv6, list(net.nat_ports)) == (
+        "nat", False, True, False, False, [1024, 65535])
     for field in dataclasses.fields(_network.Network):
-        if field.default is not dataclasses.MISSING and field.name in defaults:
-            want = list(field.default) if isinstance(field.default, tuple) else field.default
-            # a list option without a default is an empty list to the engine
-            got = [] if want == [] and defaults[field.name] is None else defaults[field.name]
-            assert got == want, field.name
+        if field.default is not dataclasses.MISSING and field.name != "ipv4":
+            assert getattr(net, field.name) == field.default, field.name
+
+
+@pytest.mark.parametrize("option, value", [("mode", "route"), ("ipv4", ["10.0.0.1/24"]), ("dhcp", True),
+                                           ("nat_ports", [2000, 3000]), ("bridge", "virbr9")])
+def test_network_xml_with_a_network_option_is_refused(tmp_path, monkeypatch, capsys, option, value):
+    """The option would be ignored: the XML describes the whole network."""
+    runner = new_host()
+    args = dict(config_dir=str(tmp_path / "store"), lock_file=str(tmp_path / "lock"),
+                network_xml="<network><name>n</name><bridge name='virbr0'/><ip address='192.168.5.1' prefix='24'/></network>", **{option: value})
+    out = run_main(monkeypatch, capsys, args, runner)
+    assert out["failed"] is True and out["msg"] == "parameters are mutually exclusive: network_xml|%s" % option
+    assert runner.restores == [] and not (tmp_path / "store").exists()
 
 
 def test_present_applies_then_is_idempotent_and_keeps_foreign_rules(tmp_path):
