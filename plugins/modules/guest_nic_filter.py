@@ -50,7 +50,10 @@ options:
         addresses, so filters that use C($IP) need it here).
     type: dict
   binding_xml:
-    description: A libvirt C(<filterbinding>) document, as C(virsh nwfilter-binding-dumpxml) prints it.
+    description:
+      - A libvirt C(<filterbinding>) document, as C(virsh nwfilter-binding-dumpxml) prints it.
+      - When the host has libvirt's schemas (C(/usr/share/libvirt/schemas)), a document with a C(<portdev>) must
+        validate against C(nwfilterbinding.rng); one without (a binding by guest) is this collection's extension.
     type: str
   bindings:
     description: Several bindings in one transaction; each item takes the options above.

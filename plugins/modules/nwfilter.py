@@ -48,6 +48,9 @@ options:
       - With V(true) (the default) an unknown element or attribute, or a bad rule priority, is an error and
         nothing changes. A typo such as C(<tpc dstportstart='25'/>) in a rule would otherwise leave a rule
         without a protocol, which matches ALL traffic, and libvirt's own schema rejects such a document.
+      - With V(true), a filter given as O(xml) must also validate against libvirt's schema C(nwfilter.rng) when the
+        host has libvirt's schemas (C(/usr/share/libvirt/schemas), from libvirt's library package); a host without
+        them skips that second check.
       - With V(false) the module accepts what libvirt's parser accepts, as libvirt does (unknown elements and
         attributes ignored, a bad priority turned into 500), and warns for each.
     type: bool

@@ -81,6 +81,8 @@ options:
       - It describes the whole network, so it cannot be combined with O(bridge), O(mode), O(ipv4), O(ipv6),
         O(forward_dev), O(dhcp), O(dns), O(tftp), O(nat_ports), O(nat_address) or O(nat_ipv6); O(name), if
         given, must be the document's name.
+      - When the host has libvirt's schemas (C(/usr/share/libvirt/schemas)), the document must validate against
+        C(network.rng).
     type: str
   state:
     description:

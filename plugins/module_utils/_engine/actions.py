@@ -21,6 +21,7 @@ from .host import transitions as _ops
 from . import backend as _backend
 from . import firewalld_zone as _zone
 from .language import resolve as _resolve
+from .language import rng as _rng
 from .language import schema as _schema
 from . import service as _service
 from .host import store as _store
@@ -52,6 +53,9 @@ def _base_result(outcome):
 def load_filter_param(params):
     if params.get("xml") is not None:
         new, warnings = _filterxml.parse_filter_xml(params["xml"], strict=params["strict"])
+        if params["strict"]:
+            _rng.validate("filter", params["xml"], "filter '%s'" % new.name,
+                          "fix the document, or set strict to false to accept what libvirt's parser accepts")
     else:
         new, warnings = _filterxml.filter_from_dict(params["definition"], strict=params["strict"])
     if params.get("name") and params["name"] != new.name:
@@ -171,9 +175,9 @@ def check_parameters(binding, filters):
                 "did you mean '%s'?" % (binding.label, name, binding.filter, same[0]),
                 portdev=binding.portdev, parameter=name)
         close = difflib.get_close_matches(name, sorted(used), n=1)
+        hint = " (did you mean '%s'?)" % close[0] if close else ""
         warnings.append("binding of %s: parameter '%s' has no effect: no rule of filter '%s' (or of the filters "
-                        "it references) uses it%s" % (binding.label, name, binding.filter,
-                                                     " (did you mean '%s'?)" % close[0] if close else ""))
+                        "it references) uses it%s" % (binding.label, name, binding.filter, hint))
     return warnings
 
 
@@ -233,6 +237,11 @@ def binding_from_params(item):
     mac = _canonical_mac(binding.mac, binding.label)
     if mac != binding.mac:
         binding = dataclasses.replace(binding, mac=mac)
+    if item.get("binding_xml") and binding.portdev is not None:
+        # libvirt's form, checked last (our checks name the problem better); a binding by guest
+        # (no <portdev>) is this collection's own extension, which libvirt's schema does not know
+        _rng.validate("filterbinding", item["binding_xml"], "binding_xml of %s" % binding.portdev,
+                      "fix the document (virsh nwfilter-binding-dumpxml prints a valid one)")
     return binding
 
 
@@ -374,6 +383,8 @@ def network_from_module(params):
     ``name`` defaulting to the bridge (libvirt's own default network is named after nothing else)."""
     if params.get("network_xml"):
         network = _network.parse_network_xml(params["network_xml"])
+        _rng.validate("network", params["network_xml"], "network_xml of network '%s'" % network.name,
+                      "fix the document (virsh net-dumpxml prints a valid one)")
         if params.get("name") and params["name"] != network.name:
             raise FilterXMLError("name %r does not match the network XML's name %r: use the same name in both"
                                  % (params["name"], network.name), network=network.name)
