@@ -323,8 +323,7 @@ def guest_nic_filter(params, check_mode, runner=None):
     result = _base_result(outcome)
     result["bindings"] = [_binding_dict(b) for key, b in sorted(outcome.after.bindings.items())]
     result["drop_unbound_taps"] = outcome.after.drop_unbound_taps
-    if outcome.after.bindings and _backend.choose(params["config_dir"], params.get("backend")) == "xtables" \
-            and runner.firewalld_running():
+    if outcome.after.bindings and outcome.backend.FLUSHED_BY_FIREWALLD_RELOAD and runner.firewalld_running():
         result["warnings"].append(_zone.XTABLES_WARNING)
     return result
 

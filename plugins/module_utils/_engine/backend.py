@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import StoreError
+from .errors import StoreError, ToolMissingError
 from .host import store as _store
 from .nftables import backend as _nftables
 from .xtables import backend as _xtables
@@ -66,10 +66,24 @@ def stored(config_dir):
     return _read(config_dir)[0]
 
 
-def choose(config_dir, requested=None):
+def choose(config_dir, requested=None, runner=None):
+    """The backend name for a call: the requested one, else the stored one, else the default for
+    this host (``runner`` given): nftables where the ebtables tools are absent, else xtables."""
     if requested is not None and requested not in BACKENDS:
         raise StoreError("backend %r is not one of %s" % (requested, ", ".join(BACKENDS)), backend=requested)
-    return requested or stored(config_dir) or DEFAULT
+    return requested or stored(config_dir) or host_default(runner)
+
+
+def host_default(runner=None):
+    """xtables, the default, unless this host lacks the ebtables tools (RHEL 10 and its kind):
+    then nftables, which needs none of them."""
+    if runner is None:
+        return DEFAULT
+    try:
+        runner.which("eb")
+    except ToolMissingError:
+        return "nftables"
+    return DEFAULT
 
 
 def fallback_allowed(config_dir, requested=None):
@@ -77,10 +91,11 @@ def fallback_allowed(config_dir, requested=None):
     return bool(requested) if requested is not None else bool(_read(config_dir)[1])
 
 
-def record(config_dir, requested, check_mode, fallback=None):
-    """Keep ``requested`` (and ``fallback``, when given) as the host defaults; True when they changed."""
+def record(config_dir, requested, check_mode, fallback=None, default=DEFAULT):
+    """Keep ``requested`` (and ``fallback``, when given) as the host defaults; True when they changed.
+    ``default``: the backend to keep when none was ever requested (see host_default)."""
     old_backend, old_fallback = _read(config_dir)
-    new_backend = requested or old_backend or DEFAULT
+    new_backend = requested or old_backend or default
     new_fallback = bool(old_fallback) if fallback is None else bool(fallback)
     if (requested is None or old_backend == requested) and new_fallback == bool(old_fallback):
         return False

@@ -36,6 +36,7 @@ class Outcome:
     before: object = None
     after: object = None
     result: Result = field(default_factory=Result)
+    backend: object = None  # the backend module that filtered the host in this run
     nft_notes: List[str] = field(default_factory=list)
 
     @property
@@ -161,7 +162,7 @@ def desired_for_host(config_dir, state, runner, libvirt_binding_dir=LIBVIRT_BIND
 
     ``owner``: the store state whose ledger says what is ours in the kernel now (default ``state``;
     reconcile passes the state before its change)."""
-    chosen = _backend.select(_backend.choose(config_dir, backend))
+    chosen = _backend.select(_backend.choose(config_dir, backend, runner))
     allowed = _backend.fallback_allowed(config_dir, fallback)
     args = (config_dir, state, runner, libvirt_binding_dir, skip_unresolvable, resolved, owner or state)
     try:
@@ -254,12 +255,13 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
         if not check_mode and during.ledger != host.ledger_after:
             _store.write_changes(config_dir, during, during.with_changes(ledger=host.ledger_after))
         outcome.result = result
+        outcome.backend = host.backend
         outcome.rules_changed = result.changed
         outcome.diff.extend(result.diff)
         outcome.warnings.extend(result.warnings)
         outcome.changed = store_changed or result.changed
         outcome.warnings.extend(host.backend.network_warnings(list(after.networks.values()), runner, check_mode))
-        if _backend.record(config_dir, backend, check_mode, fallback):
+        if _backend.record(config_dir, backend, check_mode, fallback, default=_backend.host_default(runner)):
             outcome.changed = True
         return outcome
 

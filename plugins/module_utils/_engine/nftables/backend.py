@@ -21,6 +21,8 @@ from ..host import ledger as _ledger
 from ..shapes import Gathered
 
 NAME = "nftables"
+# firewalld's reload flushes only its own table: ours stay
+FLUSHED_BY_FIREWALLD_RELOAD = False
 
 
 def compile_host(instantiations, networks, unbound_taps=None):

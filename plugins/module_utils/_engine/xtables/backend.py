@@ -22,6 +22,8 @@ from ..host import ledger as _ledger
 from ..shapes import Gathered, Result, TableChange
 
 NAME = "xtables"
+# firewalld's reload flushes the iptables-nft/ebtables-nft tables, our chains with them
+FLUSHED_BY_FIREWALLD_RELOAD = True
 
 
 def compile_host(instantiations, networks, unbound_taps=None):

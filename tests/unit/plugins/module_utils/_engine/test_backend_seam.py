@@ -109,3 +109,16 @@ def test_an_absent_tool_set_is_not_converged(tmp_path):
     host = NoNft({"lo", "br0", "vnet0", "vnet1"})
     outcome = _service.reconcile(str(tmp_path / "s"), mutate, host, False, lock_file=str(tmp_path / "l"))
     assert outcome.rules_changed and "nft" not in outcome.payloads
+
+
+def test_a_host_without_the_ebtables_tools_defaults_to_nftables(tmp_path):
+    class NoEbtables(NftHost):
+        def which(self, tool):
+            if tool == "eb":
+                raise ToolMissingError("ebtables-restore is not installed")
+    host = NoEbtables({"lo", "br0", "vnet0", "vnet1"})
+    outcome = _service.reconcile(str(tmp_path / "s"), mutate, host, False, lock_file=str(tmp_path / "l"),
+                                 fallback=True)
+    assert outcome.backend is _backend.select("nftables") and len(host.nft_writes) == 1
+    assert host.restores == [] and _backend.choose(str(tmp_path / "s")) == "nftables"
+    assert _backend.host_default(NftHost(set())) == "xtables" and _backend.host_default() == "xtables"
