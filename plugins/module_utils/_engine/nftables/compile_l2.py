@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import compile_l3 as _compile_nft_l3
@@ -125,7 +126,10 @@ class _Parts:
         self.items.append(item)
 
 
+@lru_cache(maxsize=16384)
 def _host_or_net(addr, mask, version):
+    """(address or network text, whether it is one host); pure, so memoised: a NIC's address
+    reaches it from several of its rules (ARP and IP, both directions)."""
     bits = 32 if version == 4 else 128
     net = ipaddress.ip_network("%s/%s" % (addr, mask if mask is not None else bits), strict=False)
     if net.prefixlen == bits:
@@ -334,19 +338,20 @@ class _RuleT:
     items: Tuple[object, ...]
     verdict: str
 
-    @property
+    # computed once per object: _template shares one _RuleT between every NIC that has the rule
+    @cached_property
     def slots(self):
         return tuple(i for i in self.items if isinstance(i, Slot))
 
-    @property
+    @cached_property
     def shape(self):
         return (tuple(i.shape() if isinstance(i, Slot) else i for i in self.items), self.verdict)
 
-    @property
+    @cached_property
     def values(self):
         return tuple(s.value for s in self.slots)
 
-    @property
+    @cached_property
     def mergeable(self):
         # several instances ORed into one set lookup: only sound for a single positive lookup
         return not any(s.negate for s in self.slots) and len(_lookups(list(enumerate(self.slots)))) == 1
@@ -361,8 +366,27 @@ def _lookups(slots):
     return ([together] if together else []) + alone
 
 
-def _chain_rules(inst, rules, wanted):
-    """{suffix: [_RuleT or ('jump', suffix)]} for one NIC and one direction, libvirt's order."""
+def _template(rule, reverse, built):
+    """_build's result as a _RuleT, once per rule instance and direction within one call.
+
+    The resolver hands every NIC whose variables agree the same RuleInstance object (see
+    _resolve.instantiate's memo), and _build depends on nothing but the rule and ``reverse``, so
+    ``built`` (one dict per compile_nics call) is keyed by the object's id; each entry keeps the
+    rule alive so no id is reused while the dict lives.  Errors are not kept: they end the call.
+    """
+    key = (id(rule), reverse)
+    entry = built.get(key)
+    if entry is None:
+        items, verdict = _build(rule, reverse)
+        entry = built[key] = (rule, _RuleT(items, verdict))
+    return entry[1]
+
+
+def _chain_rules(inst, rules, wanted, built=None):
+    """{suffix: [_RuleT or ('jump', suffix)]} for one NIC and one direction, libvirt's order.
+
+    ``built``: the call's _template cache (a fresh one when None)."""
+    built = {} if built is None else built
     # layer 3/4 rules live in the inet table (_compile_nft_l3)
     mine = [r for r in rules if r.direction in wanted and (r.protocol is None or r.protocol in L2_PROTOCOLS)]
     body: Dict[str, list] = {"root": []}
@@ -379,8 +403,7 @@ def _chain_rules(inst, rules, wanted):
         elif rule.chain not in body:
             continue  # libvirt ignores a sub-chain it has no selector for
         reverse = wanted[0] == "out" and rule.direction == "inout"
-        items, verdict = _build(rule, reverse)
-        body[rule.chain].append(_RuleT(items, verdict))
+        body[rule.chain].append(_template(rule, reverse, built))
     body["root"].extend(("jump", suffix) for _priority, suffix in jumps)
     return {suffix: _merge(lines) for suffix, lines in body.items() if suffix == "root" or lines}
 
@@ -549,8 +572,9 @@ def _emit_group(direction, suffix, ifkey, lines, nics, per_nic, targets):
 def _direction(direction, ifkey, wanted, nics):
     """Chains of one direction and the dispatch map elements."""
     per_suffix: Dict[str, Dict[str, list]] = {}
+    built: Dict[tuple, tuple] = {}
     for inst in nics:
-        for suffix, lines in _chain_rules(inst, inst.rules, wanted).items():
+        for suffix, lines in _chain_rules(inst, inst.rules, wanted, built).items():
             per_suffix.setdefault(suffix, {})[inst.portdev] = lines
     targets: Dict[str, Dict[str, str]] = {inst.portdev: {} for inst in nics}
     chains, notes = [], []

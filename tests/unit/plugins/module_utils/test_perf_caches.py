@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to hypervisor.firewall
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-call caches change nothing: the same rulesets with and without sharing (issue 15)."""
+
+import glob
+import os
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import EngineError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table
+
+HERE = os.path.dirname(__file__)
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+
+
+def _filters():
+    out = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "roles", "default_filters", "files", "*.xml"))):
+        with open(path, encoding="utf-8") as handle:
+            parsed = _filterxml.parse_filter_xml(handle.read())
+        flt = parsed[0] if isinstance(parsed, tuple) else parsed
+        out[flt.name] = flt
+    return out
+
+
+FILTERS = _filters()
+
+
+def _binding(index, name):
+    params = [("IP", "10.1.%d.%d" % (index // 200, index % 200 + 2)), ("IPV6", "fd00::%x" % (index + 1)),
+              ("DHCPSERVER", "10.1.0.1"), ("GATEWAY_MAC", "52:54:00:ff:00:01")]
+    if index % 3 == 0:  # some NICs with two addresses, so value lists differ between NICs
+        params.append(("IP", "10.2.%d.%d" % (index // 200, index % 200 + 2)))
+    return Binding(portdev="vnet%d" % index, mac="52:54:00:00:%02x:%02x" % (index // 256, index % 256),
+                   filter=name, parameters=tuple(params))
+
+
+def _nft_filters():
+    """Default filters the nftables backend compiles (the others are refused with a typed error)."""
+    usable = []
+    for name in sorted(FILTERS):
+        try:
+            _compile_nft.compile_nics([_resolve.instantiate(_binding(0, name), FILTERS)])
+        except EngineError:
+            continue
+        usable.append(name)
+    return usable
+
+
+def _mixed(count, shared):
+    """``count`` NICs over every usable filter; ``shared``: one resolver memo (shared rule objects),
+    else a memo per NIC, so no RuleInstance object is shared between NICs and no cache can hit."""
+    names = _nft_filters()
+    memo = _resolve.new_memo()
+    return [_resolve.instantiate(_binding(i, names[i % len(names)]), FILTERS,
+                                 memo if shared else _resolve.new_memo()) for i in range(count)]
+
+
+def _text(desired):
+    return "".join(render_table(table) for _key, table in sorted(desired.tables.items()))
+
+
+def test_nft_template_cache_gives_the_same_tables_as_building_every_rule_per_nic():
+    shared = _compile_nft.compile_nics(_mixed(120, shared=True))
+    alone = _compile_nft.compile_nics(_mixed(120, shared=False))
+    assert _text(shared) == _text(alone)
+    assert shared.tables == alone.tables
+    assert shared.notes == alone.notes and shared.rule_count == alone.rule_count
+    assert "clean-traffic" in _nft_filters() and len(_nft_filters()) > 5
+
+
+def test_nft_template_cache_builds_each_shared_rule_once(monkeypatch):
+    calls = []
+    original = _compile_nft._build
+
+    def counting(rule, reverse):
+        calls.append((rule, reverse))
+        return original(rule, reverse)
+
+    monkeypatch.setattr(_compile_nft, "_build", counting)
+    memo = _resolve.new_memo()
+    insts = [_resolve.instantiate(_binding(i, "clean-traffic"), FILTERS, memo) for i in range(1, 51)]
+    _compile_nft.compile_nics(insts)
+    per_nic = len(calls)
+    calls.clear()
+    _compile_nft.compile_nics(insts[:1])
+    one = len(calls)
+    # 50 NICs need far fewer builds than 50 x one NIC's: the rules that use no MAC or IP are shared
+    assert one < per_nic < 50 * one
+    assert len({(id(rule), reverse) for rule, reverse in calls}) == one
