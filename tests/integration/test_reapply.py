@@ -58,7 +58,7 @@ def host(tmp_path_factory):
         _service.reconcile(params["config_dir"], lambda s: (define_all(s, lab), []), runner, False,
                            lock_file=params["lock_file"])
         network = _network.network_from_params(dict(name="labnet", bridge=lab.bridge, mode="nat",
-                                                  ipv4=lab.host_ipv4 + "/24"))
+                                                    ipv4=lab.host_ipv4 + "/24"))
         _actions.virt_network_fw(dict(params, network_xml=_network.format_network_xml(network), state="present"),
                                  False, runner=runner)
         expected = owned_lines(lab)

@@ -118,7 +118,8 @@ def _rewrite(path, old, new):
 def test_an_unsupported_network_feature_names_the_file(root):
     path = os.path.join(root, "etc/libvirt/qemu/networks/routed.xml")
     _rewrite(path, "<ip address='10.20.0.1' prefix='24'/>",
-             "<ip address='10.20.0.1' prefix='24'><dhcp><range start='10.20.0.2' end='10.20.0.9'/></dhcp></ip><ip address='10.21.0.1' prefix='24'><dhcp><host mac='52:54:00:00:00:01' ip='10.21.0.5'/></dhcp></ip>")
+             "<ip address='10.20.0.1' prefix='24'><dhcp><range start='10.20.0.2' end='10.20.0.9'/></dhcp></ip>"
+             "<ip address='10.21.0.1' prefix='24'><dhcp><host mac='52:54:00:00:00:01' ip='10.21.0.5'/></dhcp></ip>")
     with pytest.raises(FilterXMLError) as err:
         imported(root)
     assert err.value.msg.startswith(path + ": ") and "DHCP ranges or hosts on more than one IPv4" in err.value.msg

@@ -92,7 +92,7 @@ def chain(ruleset, tool, table, name):
 def test_open_networks_create_no_chain_and_no_jump():
     """libvirt adds nothing for mode open: no rule, no LIBVIRT_* chain, no jump."""
     opens = [_network.network_from_params(dict(name="op%d" % n, bridge="virbr4%d" % n, mode="open",
-                                                ipv4="10.4%d.0.1/24" % n, dhcp=True)) for n in range(2)]
+                                               ipv4="10.4%d.0.1/24" % n, dhcp=True)) for n in range(2)]
     assert _netfw.compile_networks(opens) == {}
     assert _netfw.compile_networks(opens[:1]) == {}
     # beside another network an open one adds nothing to what that network needs
@@ -213,8 +213,8 @@ def test_duplicate_name_rejected():
 
 def test_params_defaults_and_canonical_addresses():
     net = _network.network_from_params(dict(name="n", bridge="br0", ipv4="10.0.0.1/255.255.255.0",
-                                          ipv6="2001:DB8:0:0::1/64", nat_ports={"start": 1024, "end": 65535},
-                                          dhcp=None, dns=None))
+                                            ipv6="2001:DB8:0:0::1/64", nat_ports={"start": 1024, "end": 65535},
+                                            dhcp=None, dns=None))
     assert net == _network.Network(name="n", bridge="br0", mode="nat", ipv4=("10.0.0.1/24",), ipv6=("2001:db8::1/64",))
 
 
@@ -364,13 +364,13 @@ def test_forward_dev_from_interface_element():
 def test_unusable_bridge_address(address):
     with pytest.raises(FilterXMLError, match="the subnet's"):
         _network.network_from_params(dict(name="n", bridge="br0", mode="route",
-                                        **{"ipv6" if ":" in address else "ipv4": address}))
+                                          **{"ipv6" if ":" in address else "ipv4": address}))
 
 
 @pytest.mark.parametrize("address", ["fd00::ffff:ffff:ffff:ffff/64", "10.0.0.1/32", "10.0.0.0/31"])
 def test_usable_edge_addresses(address):
     net = _network.network_from_params(dict(name="n", bridge="br0", mode="route",
-                                          **{"ipv6" if ":" in address else "ipv4": address}))
+                                            **{"ipv6" if ":" in address else "ipv4": address}))
     assert (address,) in (net.ipv4, net.ipv6)
 
 

@@ -49,8 +49,8 @@ def rules(ruleset, tool, table, chain):
      "libvirt-I-vnet0", "-d BGA --stp-root-addr 01:80:c2:00:00:00 -j ACCEPT"),
 ])
 def test_printed_forms_are_what_the_tools_print(body, tool, table, chain, rule):
-    assert any(r.startswith(rule) for r in rules(compiled(body), tool, table, chain)), rules(compiled(body), tool,
-                                                                                           table, chain)
+    got = rules(compiled(body), tool, table, chain)
+    assert any(r.startswith(rule) for r in got), got
 
 
 def test_the_payload_writes_0x600_where_the_printed_form_says_length():
