@@ -341,9 +341,8 @@ def checked_document(before: StoreState, after: StoreState) -> bytes:
 class Commit:
     """One committed change; rollback() commits the state before it (one more rename)."""
 
-    def __init__(self, config_dir, before, previous: Optional[bytes], created_dir):
+    def __init__(self, config_dir, previous: Optional[bytes], created_dir):
         self.config_dir = config_dir
-        self.before = before
         self._previous = previous
         self._created_dir = created_dir
 
@@ -379,7 +378,7 @@ def write_changes(config_dir, before: StoreState, after: StoreState) -> Commit:
     # format 1 files left by the migration (or by one a kill interrupted) are never read again
     if before.legacy or os.path.lexists(os.path.join(config_dir, "format")):
         remove_legacy(config_dir)
-    return Commit(config_dir, before, previous, created)
+    return Commit(config_dir, previous, created)
 
 
 def _remove_stale_temporaries(config_dir):
