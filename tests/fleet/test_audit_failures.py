@@ -19,6 +19,7 @@ import pytest
 
 from ansible_run import run_playbook
 from lab import Lab
+from fleet_ssh import serve
 from test_fleet import AUDIT, SITE, SKIP_HOST_SETUP, _host_vars, kernel
 
 pytestmark = pytest.mark.skipif(
@@ -32,14 +33,17 @@ DRIFTED = "hv2: DRIFTED (NICs: vnet0; chains: libvirt-I-vnet0; tables: ebtables 
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(tmp_path_factory, ssh_fleet):
     """(workdir, labs, inventory): hv1 and hv2 provisioned by site.yml, hv2 then tampered."""
     workdir = str(tmp_path_factory.mktemp("audit-failures"))
     with contextlib.ExitStack() as stack:
-        labs = {name: stack.enter_context(Lab("hfwhfwwa%d" % i, guests=2)) for i, name in enumerate(ORDER[1:])}
-        hosts = {name: _host_vars(workdir, lab) for name, lab in labs.items()}
+        labs = {name: stack.enter_context(Lab("hfwwa%d_%d" % (os.getpid(), i), guests=2)) for i, name in enumerate(ORDER[1:])}
+        for lab in labs.values():
+            serve(stack, ssh_fleet, lab)
+        hosts = {name: _host_vars(workdir, lab, ssh_fleet) for name, lab in labs.items()}
         hosts["broken"]["hypervisor_extra_filters"] = [BAD_FILTER]
-        gone = dict(hosts["hv1"], ansible_host="hfwhfwwa-gone-hv")
+        # no such namespace: the SSH proxy command fails, the host is unreachable
+        gone = dict(hosts["hv1"], **ssh_fleet.host_vars("hfwhfwwa-gone-hv"))
         inventory = {"hypervisors": {name: gone if name == "gone" else hosts[name] for name in ORDER}}
         proc, recap = run_playbook(workdir, SITE, inventory, extra_vars=SKIP_HOST_SETUP,
                                    extra_args=["--limit", "hv1,hv2", "--forks", "4"])

@@ -16,7 +16,8 @@ import shutil
 
 import pytest
 
-from ansible_run import ROOT, host_vars, run_playbook
+from ansible_run import ROOT, run_playbook
+from fleet_ssh import serve, ssh_host_vars
 from lab import Lab
 
 pytestmark = pytest.mark.skipif(
@@ -45,20 +46,22 @@ SITE_SERIAL = ["100%"]
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet(tmp_path_factory, ssh_fleet):
     workdir = str(tmp_path_factory.mktemp("fleet"))
     with contextlib.ExitStack() as stack:
-        labs = {host: stack.enter_context(Lab("hfwhfwn%d" % i, guests=2)) for i, host in enumerate(HOSTS, 1)}
-        yield workdir, labs
+        labs = {host: stack.enter_context(Lab("hfwn%d_%d" % (os.getpid(), i), guests=2)) for i, host in enumerate(HOSTS, 1)}
+        for lab in labs.values():
+            serve(stack, ssh_fleet, lab)
+        yield workdir, labs, ssh_fleet
 
 
-def inventory(workdir, labs):
-    hosts = {host: dict(_host_vars(workdir, lab)) for host, lab in labs.items()}
+def inventory(workdir, labs, ssh):
+    hosts = {host: dict(_host_vars(workdir, lab, ssh)) for host, lab in labs.items()}
     return {"hypervisors": hosts, "canary": {"hv1": hosts["hv1"]}}
 
 
-def _host_vars(workdir, lab):
-    hv = host_vars(lab.hv, workdir)
+def _host_vars(workdir, lab, ssh):
+    hv = ssh_host_vars(ssh, lab.hv, workdir)
     g0, g1 = lab.guests
     hv.update(
         hypervisor_config_dir=hv["hfw_config_dir"],
@@ -75,8 +78,8 @@ def _host_vars(workdir, lab):
 
 
 def play(fleet, playbook, check=False, **extra):
-    workdir, labs = fleet
-    proc, recap = run_playbook(workdir, playbook, inventory(workdir, labs), check=check, diff=check,
+    workdir, labs, ssh = fleet
+    proc, recap = run_playbook(workdir, playbook, inventory(workdir, labs, ssh), check=check, diff=check,
                                extra_vars=dict(SKIP_HOST_SETUP, site_serial=SITE_SERIAL, **extra), extra_args=["--forks", "5"])
     assert sorted(recap) == HOSTS, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, recap
@@ -106,7 +109,7 @@ def audit(fleet, report_dir, fail_on_drift):
 
 
 def test_fleet_check_apply_rerun_tamper_audit_heal(fleet):
-    workdir, labs = fleet
+    workdir, labs, _ssh = fleet
     before = {host: kernel(lab) for host, lab in labs.items()}
 
     proc, recap = play(fleet, SITE, check=True)

@@ -3,12 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Role hypervisor on one namespace host: bridge netfilter setup, then decommission (root)."""
 
+import contextlib
 import os
 import shutil
 
 import pytest
 
-from ansible_run import host_vars, run_playbook
+from ansible_run import run_playbook
+from fleet_ssh import serve, ssh_host_vars
 from lab import Lab
 from lab.netns import read_sysctl, write_sysctl
 from test_fleet import CLEAN_TRAFFIC_FILTERS, kernel
@@ -33,15 +35,16 @@ def rules_and_chains(lab):
             for tool, text in kernel(lab).items()}
 
 
-def test_bridge_nf_then_decommission(tmp_path):
+def test_bridge_nf_then_decommission(tmp_path, ssh_fleet):
     workdir = str(tmp_path)
-    with Lab("hfwhfwnr%d" % os.getpid(), guests=1) as lab:
+    with Lab("hfwhfwnr%d" % os.getpid(), guests=1) as lab, contextlib.ExitStack() as stack:
+        serve(stack, ssh_fleet, lab)
         for key in KEYS:
             write_sysctl(lab.hv, key, 0)
         pristine = rules_and_chains(lab)
         assert pristine == {"eb": [], "ip4": [], "ip6": []}
         guest = lab.guests[0]
-        hv = host_vars(lab.hv, workdir)
+        hv = ssh_host_vars(ssh_fleet, lab.hv, workdir)
         hv.update(hypervisor_config_dir=hv["hfw_config_dir"], hypervisor_lock_file=hv["hfw_lock_file"],
                   hypervisor_modules_load_file=str(tmp_path / "modules-load.conf"),
                   hypervisor_sysctl_file=str(tmp_path / "sysctl.conf"),

@@ -13,6 +13,11 @@ description:
   - Files are copied with plain local file operations; namespaces share the filesystem, so give
     each host its own paths for state and configuration.
   - Needs root (or CAP_SYS_ADMIN) on the controller.
+  - Only the integration and kvm stages use it, where one module or role at a time is tested
+    against one namespace and the transport is not what is under test; an sshd and sudo per
+    namespace would cost every task an SSH round trip for nothing those tests check. The fleet
+    stage, which tests playbooks the way an admin runs them, reaches its hosts over SSH with key
+    authentication and become (tests/lab/sshd.py).
 author: contributors to hypervisor.firewall
 options:
   netns_name:

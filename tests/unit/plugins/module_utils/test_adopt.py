@@ -159,7 +159,8 @@ def test_an_empty_root_imports_nothing(tmp_path):
 def test_libvirtds_binding_status_files_are_read(root):
     # libvirt (virNWFilterBindingObjSave) writes each live binding inside <filterbindingstatus>
     path = os.path.join(root, "run/libvirt/nwfilter-binding/vnet0.xml")
-    inner = lr.binding_text("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),)).split("-->", 1)[-1].strip()
+    text = lr.binding_text("vnet0", MAC0, "clean-traffic", (("IP", "192.168.122.10"),))
+    inner = text.split("-->", 1)[-1].strip()
     with open(path, "w") as handle:
         handle.write("<filterbindingstatus>\n%s\n</filterbindingstatus>\n" % inner)
     host = imported(root)
