@@ -3,15 +3,21 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Per-call caches change nothing: the same rulesets with and without sharing (issue 15)."""
 
+import gc
 import glob
 import os
 
+import pytest
+
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import EngineError
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -92,3 +98,51 @@ def test_nft_template_cache_builds_each_shared_rule_once(monkeypatch):
     # 50 NICs need far fewer builds than 50 x one NIC's: the rules that use no MAC or IP are shared
     assert one < per_nic < 50 * one
     assert len({(id(rule), reverse) for rule, reverse in calls}) == one
+
+
+@pytest.fixture
+def collector_on():
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if not was:
+        gc.disable()
+
+
+def test_reconcile_runs_without_the_cyclic_collector_and_restores_it(tmp_path, collector_on):
+    seen = []
+
+    def mutate(state):
+        seen.append(gc.isenabled())
+        state = _ops.define_filter(state, FILTERS["clean-traffic"])
+        for name in ("no-mac-spoofing", "no-ip-spoofing", "no-arp-spoofing", "no-other-l2-traffic",
+                     "allow-incoming-ipv4", "allow-arp", "no-arp-ip-spoofing", "no-arp-mac-spoofing",
+                     "no-mac-broadcast", "qemu-announce-self", "qemu-announce-self-rarp",
+                     "no-ip-multicast", "no-other-rarp-traffic", "allow-dhcp", "allow-dhcp-server"):
+            if name in FILTERS:
+                state = _ops.define_filter(state, FILTERS[name])
+        return _ops.set_bindings(state, [_binding(i, "clean-traffic") for i in range(3)]), []
+
+    host = HostFake(new_sims(), {"lo", "br0", "vnet0", "vnet1", "vnet2"})
+    outcome = _service.reconcile(str(tmp_path / "s"), mutate, host, False, lock_file=str(tmp_path / "l"),
+                                 backend="xtables")
+    assert outcome.rules_changed and seen == [False] and gc.isenabled()
+
+    def broken(state):
+        raise RuntimeError("mutation failed")
+
+    with pytest.raises(RuntimeError):
+        _service.reconcile(str(tmp_path / "s"), broken, host, False, lock_file=str(tmp_path / "l"))
+    assert gc.isenabled(), "an error inside reconcile leaves the collector on"
+
+
+def test_collector_paused_keeps_a_disabled_collector_disabled():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        with _service.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        if was:
+            gc.enable()
