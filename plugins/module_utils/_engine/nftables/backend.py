@@ -117,8 +117,9 @@ def gather(runner, scope):
     live = {key: _converge.parse_table(text)
             for key, text in _converge.read_live(runner, owned_tables(scope)).items()}
     out = Gathered()
+    indexes = _inspect.view_indexes(live)
     for dev in _inspect.devices(live):
-        chains, sets = _inspect.device_view(live, dev)
+        chains, sets = _inspect.device_view(live, dev, indexes)
         out.by_device[dev] = {label: [dict(rule=rule) for rule in rules] for label, rules in chains.items()}
         out.sets[dev] = sets
     for key in _tables.NETWORKS:

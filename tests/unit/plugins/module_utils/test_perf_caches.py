@@ -146,3 +146,40 @@ def test_collector_paused_keeps_a_disabled_collector_disabled():
     finally:
         if was:
             gc.enable()
+
+
+def _parsed(insts):
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _converge
+    tables = _compile_nft.compile_nics(insts).tables
+    return {key: _converge.parse_table(render_table(table)) for key, table in tables.items()}
+
+
+def test_indexed_device_views_equal_the_per_nic_scan():
+    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import inspect as _inspect
+    from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import inspect_reference as _old
+    l3 = _filterxml.parse_filter_xml(
+        "<filter name='l3' chain='root'><filterref filter='clean-traffic'/>"
+        "<rule action='accept' direction='in'><tcp srcipaddr='$IP' dstportstart='22'/></rule>"
+        "<rule action='drop' direction='inout'><udp dstportstart='53'/></rule></filter>")[0]
+    filters = dict(FILTERS, l3=l3)
+    names = _nft_filters() + ["l3", "l3", "l3"]
+
+    def state(indexes, shift):
+        memo = _resolve.new_memo()
+        return _parsed([_resolve.instantiate(_binding(i, names[(i + (i % shift == 0)) % len(names)]), filters, memo)
+                        for i in indexes])
+
+    # a change's before and after: some NICs gone, some new, some moved to another filter
+    before, after = state(range(0, 60), 7), state(range(5, 70), 5)
+    assert any(key[0] == "inet" for key in before), "the mixed filters reach the L3 (mark) tables too"
+    for state in (before, after, {}):
+        for dev in sorted(set(_inspect.devices(before)) | set(_inspect.devices(after))):
+            assert _inspect.device_view(state, dev) == _old.device_view(state, dev)
+    views = [_inspect.device_view(before, dev) for dev in _inspect.devices(before)]
+    assert any(label.startswith("nft inet") and values for _chains, sets in views for label, values in sets.items())
+    assert any(label.startswith("nft bridge") and values for _chains, sets in views for label, values in sets.items())
+    rebuilt = _inspect.rebuilt_devices(before, after)
+    assert rebuilt == _old.rebuilt_devices(before, after)
+    assert 0 < len(rebuilt) < len(set(_inspect.devices(before)) | set(_inspect.devices(after)))
+    assert _inspect.rebuilt_devices(before, before) == [] == _old.rebuilt_devices(before, before)
+    assert _inspect.rebuilt_devices(before, {}) == _old.rebuilt_devices(before, {})
