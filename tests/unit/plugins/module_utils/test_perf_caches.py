@@ -16,7 +16,10 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.langua
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import resolve as _resolve
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language.model import Binding
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import compile_l2 as _compile_nft
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _converge
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import inspect as _inspect
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import render_table
+from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import inspect_reference as _old
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.xtables_sim import HostFake, new_sims
 
 HERE = os.path.dirname(__file__)
@@ -149,14 +152,11 @@ def test_collector_paused_keeps_a_disabled_collector_disabled():
 
 
 def _parsed(insts):
-    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _converge
     tables = _compile_nft.compile_nics(insts).tables
     return {key: _converge.parse_table(render_table(table)) for key, table in tables.items()}
 
 
 def test_indexed_device_views_equal_the_per_nic_scan():
-    from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import inspect as _inspect
-    from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import inspect_reference as _old
     l3 = _filterxml.parse_filter_xml(
         "<filter name='l3' chain='root'><filterref filter='clean-traffic'/>"
         "<rule action='accept' direction='in'><tcp srcipaddr='$IP' dstportstart='22'/></rule>"
