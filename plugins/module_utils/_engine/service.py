@@ -23,6 +23,7 @@ from .language import resolve as _resolve
 from .language.devices import check_injective
 from .host import runtime as _runtime
 from .host import store as _store
+from .host.ledger import Ledger
 from .host.runner import host_lock
 from .shapes import Result, Scope
 from .host.defaults import DEFAULT_LOCK_FILE, LIBVIRT_BINDING_DIR
@@ -235,6 +236,12 @@ def collector_paused():
             gc.enable()
 
 
+def _nothing_to_record(state, ledger):
+    """True for an empty store without a ledger and nothing of ours in the kernel: a run that
+    changed nothing must not create a store (a decommissioned host stays without one)."""
+    return state.ledger is None and ledger == Ledger() and state == _store.StoreState()
+
+
 def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAULT_LOCK_FILE, lock_timeout=30,
               libvirt_binding_dir=LIBVIRT_BINDING_DIR, backend=None, fallback=None):
     """Apply ``mutate`` to the store and converge the kernel to the result, under the host lock.
@@ -272,7 +279,7 @@ def reconcile(config_dir, mutate: Callable, runner, check_mode, lock_file=DEFAUL
             raise ApplyError("unexpected %s while converging the kernel: %s (a bug: please report it); the "
                              "store was put back, run again to converge" % (type(exc).__name__, exc),
                              store_rolled_back=writer is not None) from exc
-        if not check_mode and during.ledger != host.ledger_after:
+        if not check_mode and during.ledger != host.ledger_after and not _nothing_to_record(during, host.ledger_after):
             _store.write_changes(config_dir, during, during.with_changes(ledger=host.ledger_after))
         outcome.result = result
         outcome.backend = host.backend

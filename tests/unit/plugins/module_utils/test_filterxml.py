@@ -411,7 +411,7 @@ _RAW = {
     schema.UINT32: _uint(2 ** 32 - 1),
     schema.PORT: _uint(65535),
     schema.DSCP: _uint(63),
-    schema.VLAN_ID: _uint(4095),
+    schema.VLAN_ID: _uint(4094),
     schema.MAC_PROTOCOLID: st.one_of(st.sampled_from(["arp", "RARP", "ipv4", "ipv6", "vlan"]),
                                      st.integers(0x600, 0xFFFF).map(hex)),
     schema.VLAN_ENCAP: st.one_of(st.sampled_from(["arp", "ipv4"]), st.integers(0x3C, 0xFFFF)),
