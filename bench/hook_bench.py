@@ -23,7 +23,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "integration"), os.path.join(ROOT, "tests", "kvm")]
 
-import conftest  # noqa: E402,F401 pylint: disable=unused-import  (links the checkout as the collection)
+# links the checkout as the collection
+import conftest  # noqa: E402,F401 pylint: disable=unused-import
 from kvm_support import configure_hypervisor, lab_binding  # noqa: E402
 from lab.libvirt_lab import LibvirtLab, interface_xml  # noqa: E402
 

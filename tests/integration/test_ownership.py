@@ -155,7 +155,7 @@ def test_a_kill_at_any_point_leaves_everything_of_ours_recorded_and_the_next_run
     move = nic(work, bindings=[dict(binding("vnet0", 10), filter="clean-traffic"), binding("vnet1", 11)], exclusive=True)
     _actions.guest_nic_filter(start, False, runner)
     before = lookalike_lines(runner)
-    env = dict(os.environ, PYTHONPATH=_store.__file__.split(os.sep + "ansible_collections" + os.sep)[0])
+    env = dict(os.environ, PYTHONPATH=_store.__file__.split(os.sep + "ansible_collections" + os.sep, maxsplit=1)[0])
     log = os.path.join(work, "faults")
     counted = subprocess.run([sys.executable, "-c", KILLED_BIND, json.dumps(move), json.dumps(runner.prefix)],
                              env=dict(env, HFW_TEST_FAULT_LOG=log), capture_output=True, text=True, check=False)

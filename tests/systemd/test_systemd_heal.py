@@ -205,10 +205,10 @@ def test_rules_come_back(host, backend, profile, event):
         command.stderr.close()
         asked = done = None
     after = host.restored_count()
-    healers = sorted(unit.split(".")[0].replace("hypervisor-firewall-", "") for unit in UNITS
+    healers = sorted(unit.split(".", maxsplit=1)[0].replace("hypervisor-firewall-", "") for unit in UNITS
                      if after[unit] > before[unit])
 
-    for _ in range(3):
+    for _probe in range(3):
         assert heal.spoof_passed(lab) == [], "a spoofed frame passed after the heal"
     verdicts = run_battery(lab)
     assert verdicts == host.verdicts, format_table(host.verdicts) + "\nafter %s:\n" % event + format_table(verdicts)

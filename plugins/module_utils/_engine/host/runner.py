@@ -248,9 +248,9 @@ def open_lock(path):
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
         os.close(fd)
+        kind = "a file" if stat.S_ISREG(info.st_mode) else "not a file"
         raise LockError("the lock file %s is %s owned by uid %d, not a file of uid %d: remove it (another user "
-                        "created it to hold the lock)" % (path, "a file" if stat.S_ISREG(info.st_mode) else "not a file",
-                                                           info.st_uid, os.geteuid()), path=path)
+                        "created it to hold the lock)" % (path, kind, info.st_uid, os.geteuid()), path=path)
     return fd
 
 

@@ -27,7 +27,7 @@ from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils imp
 FILTER = "<filter name='f' chain='root'><rule action='drop' direction='out'><mac srcmacaddr='$MAC' match='no'/>" \
          "</rule></filter>"
 # the directory holding ansible_collections/, as this test imported it
-COLLECTIONS = _store.__file__.split(os.sep + "ansible_collections" + os.sep)[0]
+COLLECTIONS = _store.__file__.split(os.sep + "ansible_collections" + os.sep, maxsplit=1)[0]
 
 
 def flt(xml=FILTER):

@@ -30,6 +30,7 @@ def test_a_store_with_content_still_records_its_ledger(tmp_path):
                                             "ipv4": ["192.168.50.1/24"]})
         return state.with_changes(networks={net.name: net}, manage_networks=True), []
 
-    _service.reconcile(store, add_network, HostFake(new_sims(ip_tables=("filter", "nat", "mangle")), {"lo", "br0", "vnet0"}), False, lock_file=str(tmp_path / "lock"))
+    host = HostFake(new_sims(ip_tables=("filter", "nat", "mangle")), {"lo", "br0", "vnet0"})
+    _service.reconcile(store, add_network, host, False, lock_file=str(tmp_path / "lock"))
     recorded = _store.load_store(store).ledger
     assert recorded is not None and recorded.chains
