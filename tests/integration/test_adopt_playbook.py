@@ -26,6 +26,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host i
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.plan import plan
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils import libvirt_root
 
 pytestmark = pytest.mark.skipif(
@@ -101,7 +102,7 @@ def test_adopt_playbook_check_then_take_over_then_nothing_to_do(tmp_path):
         runner = HostRunner(prefix=lab.hv_prefix)
         stored = _store.load_store(hv["hfw_config_dir"])
         assert sorted(stored.bindings) == [g0.tap, g1.tap]
-        desired, _warnings = _service.build_desired(stored, runner.list_devices())
+        desired, _warnings = _service.build_desired(stored, _backend.select("xtables"), runner.list_devices())
         live, positions = _apply.read_live(runner, Scope(manage_networks=True))
         assert plan(desired, live, positions).tables == ()
 

@@ -31,6 +31,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.language import filter_xml as _filterxml  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import transitions as _ops  # noqa: E402
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import service as _service
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host import store as _store
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
@@ -385,7 +386,7 @@ def test_two_writers_at_once_end_in_exactly_one_desired_state(applied):
     expected = {}
     for key, items in wanted.items():
         state = _ops.set_bindings(base, [_actions.binding_from_params(i) for i in items], exclusive=True)
-        expected[key] = (state.bindings, _service.build_desired(state, set(DEVICES))[0])
+        expected[key] = (state.bindings, _service.build_desired(state, _backend.select("xtables"), set(DEVICES))[0])
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, ".build", "collections"))
     # both children start while the test holds the lock, so they contend for it when it opens
     with host_lock(params["lock_file"]):

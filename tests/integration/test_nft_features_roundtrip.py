@@ -13,6 +13,7 @@ from lab.features import FEATURES, Feature
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import converge as _nft
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import matches as M
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import tables as _tables
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.writer import Chain, Table, Verdict
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner
 from ansible_collections.hypervisor.firewall.tests.unit.plugins.module_utils.test_nft_features import NO_NFT_FORM, \
@@ -36,7 +37,7 @@ def scratch():
 @pytest.mark.parametrize("feat", [f for f in FEATURES if f.name not in NO_NFT_FORM], ids=lambda f: f.name)
 def test_feature_tables_read_back_as_written(scratch, feat):
     tables = compile_feature(feat, nics=2)
-    assert set(tables) <= set(_nft.OWNED_TABLES)
+    assert set(tables) <= set(_tables.NICS)
     assert _nft.converge(tables, scratch).changed  # raises when read back differs
     assert not _nft.converge(tables, scratch).changed
     _nft.converge({}, scratch)

@@ -37,6 +37,7 @@ from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtable
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import HostRunner, host_lock
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import Scope, jump_target
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import backend as _backend
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists(PLAYBOOK_BIN)
@@ -87,7 +88,7 @@ def nics(lab, ipv4_of_g0):
 def remaining_plan(runner, config_dir):
     """The plan from the live kernel to what the store compiles to now (empty = consistent)."""
     stored = _store.load_store(config_dir)
-    desired, _warnings = _service.build_desired(stored, runner.list_devices())
+    desired, _warnings = _service.build_desired(stored, _backend.select("xtables"), runner.list_devices())
     live, positions = _apply.read_live(runner, Scope(manage_networks=stored.manage_networks))
     return _plan.plan(desired, live, positions)
 

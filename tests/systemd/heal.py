@@ -15,15 +15,14 @@ import time
 
 from lab import cases_by_name, run_battery
 
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import networks as _nft_networks
-from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables.converge import OWNED_TABLES
+from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.nftables import tables as _tables
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import TOOL_ORDER, is_builtin_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NFT_TABLES = tuple(OWNED_TABLES) + tuple(_nft_networks.TABLES)
+NFT_TABLES = _tables.owned(manage_networks=True)
 SPOOF_CASES = cases_by_name("spoofed-src-mac", "spoofed-src-ip", "arp-spoofed-sender-ip", "arp-spoofed-sender-mac")
 LEGIT_CASES = cases_by_name("ipv4-udp", "arp-request", "to-guest-udp")
 POLL_TIMEOUT = 0.05  # how long one probe waits for its frames; it bounds the time resolution
