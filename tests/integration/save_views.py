@@ -3,6 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Views of *-save text that integration tests compare before and after a run."""
 
+import os
+
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.names import is_owned_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.ruleset import is_builtin_chain
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables.save_parse import jump_target
@@ -36,3 +38,14 @@ def foreign_view(tool, text):
         if not is_ours(tool, table, line):
             kept.append(line)
     return kept
+
+
+def store_bytes(config_dir):
+    """{path relative to the store: bytes} of every file in a host store, to compare before/after."""
+    found = {}
+    for folder, dirs, names in os.walk(config_dir):
+        dirs.sort()
+        for name in sorted(names):
+            with open(os.path.join(folder, name), "rb") as handle:
+                found[os.path.relpath(os.path.join(folder, name), config_dir)] = handle.read()
+    return found

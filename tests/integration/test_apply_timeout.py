@@ -18,6 +18,8 @@ import uuid
 
 import pytest
 
+from save_views import store_bytes
+
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.errors import ApplyError
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.host.runner import TOOLS, HostRunner
@@ -65,16 +67,6 @@ def dumps(ns):
         text = subprocess.run(["ip", "netns", "exec", ns, save], capture_output=True, text=True, check=True).stdout
         out[save] = [line for line in text.splitlines() if not line.startswith("#")]
     return out
-
-
-def store_bytes(config_dir):
-    found = {}
-    for folder, dirs, names in os.walk(config_dir):
-        dirs.sort()
-        for name in sorted(names):
-            with open(os.path.join(folder, name), "rb") as handle:
-                found[os.path.relpath(os.path.join(folder, name), config_dir)] = handle.read()
-    return found
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 from lab import Lab, packet_socket
 from lab import frames as F
 from lab.battery import PACKET_OUTGOING, SPOOF_MAC
-from save_views import foreign_view, is_ours, without_comments
+from save_views import foreign_view, is_ours, store_bytes, without_comments
 
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine import actions as _actions  # noqa: E402
 from ansible_collections.hypervisor.firewall.plugins.module_utils._engine.xtables import apply as _apply  # noqa: E402
@@ -153,16 +153,6 @@ def save(runner, binary):
 
 def dumps(runner):
     return {tool: save(runner, TOOLS[tool][0]) for tool in TOOL_ORDER}
-
-
-def store_bytes(config_dir):
-    found = {}
-    for folder, dirs, names in os.walk(config_dir):
-        dirs.sort()
-        for name in sorted(names):
-            with open(os.path.join(folder, name), "rb") as handle:
-                found[os.path.relpath(os.path.join(folder, name), config_dir)] = handle.read()
-    return found
 
 
 def chain_rules(text, table, chain):
